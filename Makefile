@@ -1,0 +1,27 @@
+# DefocusBench: `make demo` (install + main job on built-in images), `make test` (install + tests).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(BIN)/python -c "import datagen, torch, torchvision, h5py, distributed, pyiqa" 2>/dev/null || \
+	  (echo "install failed: see the pip output above" >&2; exit 1)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/datagen build manifests/demo_gauss20.yaml --out corpora/demo_gauss20.h5
+	$(BIN)/datagen info corpora/demo_gauss20.h5
+	$(BIN)/datagen preview corpora/demo_gauss20.h5 --out reports/demo/demo_gauss20_preview.png
+
+test: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf corpora reports/demo .pytest_cache

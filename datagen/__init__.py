@@ -1,0 +1,11 @@
+"""datagen: reproducible, Dask-parallel synthetic corpora for defocus-blur research.
+
+This package imports nothing from the rest of DefocusBench (``methods`` and ``bench`` build
+on it, never the reverse).  Heavy modules (Dask, torch) are imported only by the verbs
+that need them.
+"""
+__version__ = "0.1.0"
+
+FORMAT = "defocusbench-corpus"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")

@@ -1,0 +1,39 @@
+"""User-facing errors and the exit-code convention shared by every ``datagen`` verb.
+
+A :class:`UserError` is a problem with what the user gave us (a manifest, a path, an
+image, a flag).  The CLI prints its message as one line and exits with
+:data:`EXIT_USAGE`; it never shows a traceback for it.  Anything else that escapes is a
+bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1        # a check ran and failed (``datagen verify``)
+EXIT_USAGE = 2         # bad input: manifest, paths, images, flags
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class UserError(Exception):
+    """Bad input.  ``str(err)`` is a single line that names the field or file and what to do."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+    def __reduce__(self):  # keep the exact message when Dask ships it back from a worker
+        return (type(self), (str(self),))
+
+
+class ManifestError(UserError):
+    """The manifest is malformed or inconsistent."""
+
+
+class SourceError(UserError):
+    """A source root, folder or image cannot be used."""
+
+
+class OutputError(UserError):
+    """The output path cannot be written, or holds something we must not overwrite."""
+
+
+class VerificationError(Exception):
+    """A corpus file failed an integrity check (``datagen verify`` exits 1)."""

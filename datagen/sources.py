@@ -1,0 +1,128 @@
+"""Source images: list them (no decoding) from built-in photos, folders, or a DIV2K root.
+
+Every image gets a stable key ``"<namespace>:<relative path or name>"`` that is independent
+of where the data lives on disk; keys drive split assignment, seeding and canonical order.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import SourceError
+from .imageio import IMAGE_EXTENSIONS
+from .manifest import BuiltinSource, Div2kSource, FolderSource, Manifest
+
+#: Sharp natural photos shipped inside scikit-image's wheel (no download): name -> file.
+BUILTIN_IMAGES = {
+    "astronaut": "astronaut.png",
+    "camera": "camera.png",
+    "chelsea": "chelsea.png",
+    "coffee": "coffee.png",
+    "coins": "coins.png",
+    "grass": "grass.png",
+    "gravel": "gravel.png",
+    "hubble": "hubble_deep_field.jpg",
+    "motorcycle": "motorcycle_left.png",
+    "rocket": "rocket.jpg",
+}
+
+SOURCE_KINDS = {
+    "builtin": "photos bundled inside scikit-image (no network): " + ", ".join(BUILTIN_IMAGES),
+    "folder": "image files matched by a glob under a root folder",
+    "div2k": "DIV2K layout: <root>/DIV2K_{train,valid}_HR/*.png (root defaults to $DIV2K_ROOT)",
+}
+
+
+@dataclass(frozen=True)
+class Listed:
+    key: str
+    path: str
+    size: int
+
+
+def _skimage_data_dir() -> Path:
+    return Path(str(importlib.resources.files("skimage") / "data"))
+
+
+def _builtin(src: BuiltinSource, where: str) -> list[Listed]:
+    names = src.images or tuple(BUILTIN_IMAGES)
+    data_dir = _skimage_data_dir()
+    out = []
+    for name in names:
+        if name not in BUILTIN_IMAGES:
+            raise SourceError(f"{where}.images: unknown built-in image {name!r}; choose from {', '.join(BUILTIN_IMAGES)}")
+        path = data_dir / BUILTIN_IMAGES[name]
+        if not path.is_file():
+            raise SourceError(f"{where}: built-in image {path} is missing from the installed scikit-image; reinstall it")
+        out.append(Listed(f"{src.namespace}:{name}", str(path), path.stat().st_size))
+    return out
+
+
+def _glob_images(root: Path, pattern: str, where: str) -> list[Path]:
+    try:
+        matched = [p for p in root.glob(pattern) if p.is_file()]
+    except (ValueError, OSError) as err:
+        raise SourceError(f"{where}.pattern: cannot use {pattern!r} under {root} ({err})") from None
+    images = [p for p in matched if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not images:
+        what = f"{len(matched)} files but none with an image extension" if matched else "no files"
+        raise SourceError(f"{where}: {pattern!r} under {root} matched {what}; check the root and pattern")
+    return sorted(images, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _check_dir(root: Path, where: str, hint: str) -> None:
+    if not root.exists():
+        raise SourceError(f"{where}.root: {root} does not exist; {hint}")
+    if not root.is_dir():
+        raise SourceError(f"{where}.root: {root} is not a directory; {hint}")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise SourceError(f"{where}.root: {root} is not readable; fix its permissions")
+
+
+def _folder(src: FolderSource, manifest: Manifest, where: str) -> list[Listed]:
+    root = manifest.resolve_root(src.root)
+    _check_dir(root, where, "point root at a folder of images")
+    return [Listed(f"{src.namespace}:{p.relative_to(root).as_posix()}", str(p), p.stat().st_size)
+            for p in _glob_images(root, src.pattern, where)]
+
+
+def _div2k(src: Div2kSource, manifest: Manifest, where: str) -> list[Listed]:
+    root = manifest.resolve_root(src.root)
+    hint = ("set DIV2K_ROOT to the folder that holds DIV2K_train_HR/ and DIV2K_valid_HR/ "
+            "(`datagen fetch div2k --dest DIR` downloads them)")
+    _check_dir(root, where, hint)
+    sub = root / f"DIV2K_{src.subset}_HR"
+    if not sub.is_dir():
+        raise SourceError(f"{where}: {sub} not found; {hint}")
+    return [Listed(f"{src.namespace}:{p.relative_to(root).as_posix()}", str(p), p.stat().st_size)
+            for p in _glob_images(sub, "*.png", where)]
+
+
+def list_source(manifest: Manifest, index: int) -> list[Listed]:
+    """The images of ``manifest.sources[index]`` in key order (header-checked, not decoded)."""
+    src = manifest.sources[index]
+    where = f"sources.{index}"
+    if isinstance(src, BuiltinSource):
+        items = _builtin(src, where)
+    elif isinstance(src, FolderSource):
+        items = _folder(src, manifest, where)
+    else:
+        items = _div2k(src, manifest, where)
+    for it in items:
+        check_header(it.path)
+    return sorted(items, key=lambda it: it.key)
+
+
+def check_header(path: str) -> None:
+    """Fail early, with one line, on files that are not images (full decode happens in the workers)."""
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - header parsed on open
+    except UnidentifiedImageError:
+        raise SourceError(f"{path}: not an image file (unrecognised format); remove it or narrow the source pattern") from None
+    except OSError as err:
+        raise SourceError(f"{path}: cannot read image header ({err}); replace or remove the file") from None
