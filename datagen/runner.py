@@ -158,7 +158,7 @@ def _connect(scheduler: str | None, workers: int | None):
         except (OSError, TimeoutError, ValueError) as err:
             raise UserError(f"--scheduler {scheduler}: cannot connect ({str(err).splitlines()[0]}); "
                             "start one with `dask scheduler` or drop --scheduler") from None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
                            silence_logs=logging.ERROR)
     return Client(cluster, set_as_default=False), cluster
 

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from datagen import psf
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5, 7.0, 19.0])
+def test_gaussian_kernel_sums_to_one_and_recovers_sigma(sigma):
+    k = psf.gaussian_kernel1d(sigma, truncate=4.0)
+    assert k.size == 2 * psf.gaussian_radius(sigma, truncate=4.0) + 1
+    assert k.sum() == pytest.approx(1.0, abs=1e-12)
+    x = np.arange(k.size) - k.size // 2
+    assert np.sqrt((k * x**2).sum()) == pytest.approx(sigma, rel=0.02 if sigma >= 1 else 0.2)
+    np.testing.assert_allclose(k, k[::-1])
+
+
+def test_gaussian_radius_is_ceil_truncate_sigma():
+    assert psf.gaussian_radius(19, truncate=3) == 57
+    assert psf.gaussian_radius(1, truncate=3) == 3
+    assert psf.gaussian_radius(0.5, truncate=3) == 2
+    assert psf.gaussian_kernel1d(0.0).tolist() == [1.0]
+    with pytest.raises(ValueError):
+        psf.gaussian_radius(-1)
+
+
+def test_three_tap_kernel_matches_matlab_fspecial_default():
+    # fspecial('gaussian', [3 3]) (sigma 0.5) = outer(k, k) with k = [0.1065, 0.7870, 0.1065] (rounded)
+    k = psf.gaussian_kernel1d(0.5, radius=1)
+    np.testing.assert_allclose(np.outer(k, k)[1, 1], 0.6193, atol=1e-4)
+    np.testing.assert_allclose(np.outer(k, k)[0, 0], 0.0113, atol=1e-4)
+
+
+def test_convolution_matrix_equals_valid_correlation():
+    rng = np.random.default_rng(0)
+    k = psf.gaussian_kernel1d(2.0)
+    x = rng.normal(size=40)
+    a = psf.convolution_matrix(k, 40 - k.size + 1)
+    np.testing.assert_allclose(a @ x, np.correlate(x, k, mode="valid"), atol=1e-12)
+    assert psf.LAPLACIAN_3X3.sum() == 0
