@@ -62,7 +62,7 @@ class FolderSource(_Source):
 
 class Div2kSource(_Source):
     kind: Literal["div2k"]
-    root: str = "${DIV2K_ROOT}"
+    root: str = Field(description="DIV2K root; when omitted, ${DIV2K_ROOT} (filled in before interpolation)")
     subset: Literal["train", "valid"]
 
 
@@ -142,6 +142,10 @@ def parse_manifest(data: Any, *, where: str = "manifest", base_dir: str | Path =
         raise ManifestError(f"{where}: expected a mapping of keys (name, seed, generator, sources, ...)")
     if "base_dir" in data:
         raise ManifestError(f"{where}: base_dir: unknown key; remove it or check its spelling")
+    sources = data.get("sources")
+    if isinstance(sources, list):  # the div2k root defaults to $DIV2K_ROOT, interpolated like any value
+        data = {**data, "sources": [{**s, "root": "${DIV2K_ROOT}"} if isinstance(s, dict) and s.get("kind") == "div2k"
+                                    and "root" not in s else s for s in sources]}
     data = _interpolate(data, dict(os.environ) if env is None else env, "")
     gen = data.get("generator")
     if not isinstance(gen, dict) or "kind" not in gen:

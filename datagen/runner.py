@@ -159,7 +159,7 @@ def _connect(scheduler: str | None, workers: int | None):
             raise UserError(f"--scheduler {scheduler}: cannot connect ({str(err).splitlines()[0]}); "
                             "start one with `dask scheduler` or drop --scheduler") from None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
-                           silence_logs=logging.ERROR)
+                           silence_logs=logging.CRITICAL)
     return Client(cluster, set_as_default=False), cluster
 
 
