@@ -70,7 +70,7 @@ def cmd_validate(args) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(f"{args.manifest}: ok  name {manifest.name}  generator {manifest.generator.kind}  dataset_id {plan.dataset_id}")
-        print(f"  images: " + ", ".join(f"{s} {per[s]}" for s in SPLITS) + f"; {len(plan.shards)} shards")
+        print("  images: " + ", ".join(f"{s} {per[s]}" for s in SPLITS) + f"; {len(plan.shards)} shards")
     return EXIT_OK
 
 

@@ -7,6 +7,9 @@ bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_FAILED = 1        # a check ran and failed (``datagen verify``)
 EXIT_USAGE = 2         # bad input: manifest, paths, images, flags
@@ -37,3 +40,18 @@ class OutputError(UserError):
 
 class VerificationError(Exception):
     """A corpus file failed an integrity check (``datagen verify`` exits 1)."""
+
+
+def writable_dir(path: str | os.PathLike, *, hint: str) -> Path:
+    """Create ``path`` (with parents) and check it is writable, or raise a one-line :class:`OutputError`.
+
+    ``hint`` says what to do instead, e.g. ``"choose another --out"``.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create folder {path} ({err.strerror or err}); {hint}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {path} (permission denied); {hint}")
+    return path

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from .errors import OutputError, SourceError, UserError
+from .errors import OutputError, SourceError, UserError, writable_dir
 
 CHUNK = 1 << 20  # bytes per read, write and hash step
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -99,7 +99,7 @@ def fetch(dataset: str, dest: str | os.PathLike, *, base_url: str | None = None,
         if (root / archive.folder).exists():
             raise OutputError(f"{root / archive.folder} already exists and was not extracted by datagen fetch; "
                               "move it away or pass another --dest")
-    downloads = _make_dir(root / ".downloads")
+    downloads = writable_dir(root / ".downloads", hint="pass a writable --dest")
     base = (base_url or default_url).rstrip("/") + "/"
     for archive in pending:
         url = base + urllib.parse.quote(archive.name)
@@ -143,16 +143,6 @@ def _marker(root: Path, archive: Archive) -> Path:
 
 def _is_done(root: Path, archive: Archive) -> bool:
     return (root / archive.folder).is_dir() and _marker(root, archive).is_file()
-
-
-def _make_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {path}: {exc.strerror or exc}; pass a writable --dest") from exc
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {path}: permission denied; pass a writable --dest")
-    return path
 
 
 def _download(archive: Archive, url: str, downloads: Path, *, progress: Progress | None,

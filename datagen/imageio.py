@@ -41,8 +41,10 @@ def decode_gray(data: bytes, *, name: str) -> np.ndarray:
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
                 return np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("RGB")   # palette, RGBA, CMYK, LA, ...: alpha dropped
             if im.mode != "L":
-                im = im.convert("RGB").convert("L")
+                im = im.convert("L")
             arr = np.asarray(im, dtype=np.uint8)
     except UnidentifiedImageError:
         raise SourceError(f"{name}: not an image file (unrecognised format); remove it or narrow the source pattern") from None

@@ -20,7 +20,6 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from . import SPLITS
 from .errors import ManifestError
 from .generators import StrictModel, get_generator
 
@@ -184,6 +183,3 @@ def load_manifest(path: str | os.PathLike, *, env: dict[str, str] | None = None)
         raise ManifestError(f"{path}: YAML syntax error{at}: {problem}") from None
     return parse_manifest(data, where=str(path), base_dir=path.resolve().parent, env=env)
 
-
-def split_order(split: str) -> int:
-    return SPLITS.index(split)

@@ -29,9 +29,19 @@ class ShardTask:
     workdir: str
 
 
+def _one_thread_per_task() -> None:
+    """Dask runs one task per worker thread; keep OpenCV from starting its own pool on top."""
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - opencv is a dependency, but generators may not need it
+        return
+    cv2.setNumThreads(1)
+
+
 def run_shard(task: ShardTask) -> dict:
     """Build and write one shard; returns a summary (samples, per-image stats, seconds)."""
     t0 = time.perf_counter()
+    _one_thread_per_task()
     cls = get_generator(task.generator["kind"])
     gen = cls(cls.Params.model_validate(task.generator))
     fields = gen.fields()
@@ -56,5 +66,6 @@ def run_shard(task: ShardTask) -> dict:
         "split": task.split,
         "n_samples": n_samples,
         "sources": json.dumps(stats, sort_keys=True),
+        "label_counts": json.dumps(np.bincount(out["label"], minlength=len(gen.classes())).tolist()),
     })
     return {"index": task.index, "samples": n_samples, "images": len(task.images), "seconds": time.perf_counter() - t0}

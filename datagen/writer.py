@@ -132,7 +132,10 @@ def consolidate(out: Path, shards: list[tuple[Path, str, int]], fields: dict[str
             for field in sorted(fields):
                 dtype, shape = fields[field]
                 full = (totals[split], *shape)
-                extra = dict(comp, chunks=(max(1, min(totals[split], max(1, 65536 // max(1, int(np.prod(shape)))))), *shape)) if comp and totals[split] else {}
+                extra = {}
+                if comp and totals[split]:  # compressed datasets need chunks: ~64k elements per chunk
+                    rows = min(totals[split], max(1, 65536 // int(np.prod(shape, dtype=np.int64))))
+                    extra = dict(comp, chunks=(rows, *shape))
                 ds = grp.create_dataset(field, shape=full, dtype=dtype, **extra)
                 h = hashlib.sha256()
                 at = 0

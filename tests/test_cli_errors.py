@@ -124,7 +124,7 @@ def test_output_errors(tmp_path, make_manifest, capsys, reference_corpus):
     _check_one_line_error(rc, capsys.readouterr().err, "is a directory")
     (tmp_path / "afile").write_text("x")
     rc = main(["build", str(manifest), "--out", str(tmp_path / "afile" / "c.h5"), "--no-progress"])
-    _check_one_line_error(rc, capsys.readouterr().err, "cannot create output folder")
+    _check_one_line_error(rc, capsys.readouterr().err, "cannot create folder")
     rc = main(["build", str(manifest), "--out", str(tmp_path / "afile"), "--no-progress"])
     _check_one_line_error(rc, capsys.readouterr().err, "not a complete DefocusBench corpus")
     # an existing corpus of another manifest is never silently replaced

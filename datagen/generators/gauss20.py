@@ -93,10 +93,13 @@ def tile_sharpness(gray: np.ndarray, *, patch: int, sigma: float, context: str =
     if context == "image":
         smooth = cv2.sepFilter2D(gray.astype(np.float64), cv2.CV_64F, k, k, borderType=cv2.BORDER_REFLECT)
         lap = cv2.filter2D(smooth, cv2.CV_64F, psf.LAPLACIAN_3X3, borderType=cv2.BORDER_REFLECT)
-        tiles = lap[: rows * patch, : cols * patch].reshape(rows, patch, cols, patch)
+        # (rows*patch, cols, patch) is a view (only the last axis is split); reduce the
+        # contiguous axis first: 10x faster than summing over axes (1, 3) of a 4-D view
+        runs = lap[: rows * patch, : cols * patch].reshape(rows * patch, cols, patch)
+        s1 = runs.sum(axis=2).reshape(rows, patch, cols).sum(axis=1)
+        s2 = np.einsum("ijk,ijk->ij", runs, runs).reshape(rows, patch, cols).sum(axis=1)
         n = patch * patch
-        mean = tiles.sum(axis=(1, 3)) / n
-        return (np.square(tiles).sum(axis=(1, 3)) / n - mean**2).ravel()
+        return (s2 / n - (s1 / n) ** 2).ravel()
     g = gray[: rows * patch, : cols * patch].astype(np.float64)
     tiles = g.reshape(rows, patch, cols, patch).swapaxes(1, 2).reshape(-1, patch, patch)
     tiles = _laplacian(_smooth3(tiles, k))
@@ -109,33 +112,48 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(m < n, m, 2 * n - 1 - m)
 
 
-def blurred_tiles(gray: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, patch: int, sigma: float,
+def blurred_tiles(gray: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, patch: int, sigmas,
                   truncate: float, context: str = "image") -> np.ndarray:
-    """Gaussian-blurred crops at top-left corners ``(ys, xs)``, float64, shape ``(n, patch, patch)``.
+    """Gaussian-blurred crops at top-left corners ``(ys, xs)``: float64, shape ``(n, len(sigmas), patch, patch)``.
 
     ``context="image"`` crops the whole image blurred with a reflect border; ``"patch"``
-    blurs each isolated tile with a reflect border.
+    blurs each isolated tile with a reflect border.  Exact: the same sums as a direct
+    convolution, computed only for the pixels that are kept.
     """
-    k = psf.gaussian_kernel1d(sigma, truncate=truncate)
-    h = (k.size - 1) // 2
-    a = psf.convolution_matrix(k, patch)                         # (patch, patch + 2h)
+    kernels = [psf.gaussian_kernel1d(s, truncate=truncate) for s in sigmas]
+    mats = [psf.convolution_matrix(k, patch) for k in kernels]        # (patch, patch + 2h) each
+    halves = [(k.size - 1) // 2 for k in kernels]
+    hmax = max(halves)
     n = len(ys)
-    out = np.empty((n, patch, patch))
+    out = np.empty((n, len(kernels), patch, patch))
     if n == 0:
         return out
-    span = np.arange(-h, patch + h)
     if context == "patch":
-        local = reflect_index(span, patch)
-        tiles = np.stack([gray[y + local][:, x + local] for y, x in zip(ys, xs)]).astype(np.float64)
-        return a @ tiles @ a.T
+        for j, (y, x) in enumerate(zip(ys, xs)):
+            tile = gray[y:y + patch, x:x + patch].astype(np.float64)
+            for c, (a, h) in enumerate(zip(mats, halves)):
+                local = reflect_index(np.arange(-h, patch + h), patch)
+                out[j, c] = a @ tile[np.ix_(local, local)] @ a.T
+        return out
     height, width = gray.shape
     for y in np.unique(ys):
         idx = np.flatnonzero(ys == y)
-        need = xs[idx][:, None] + span[None, :]                       # (m, patch + 2h) image columns
-        cols = np.unique(need)
-        band = gray[reflect_index(y + span, height)][:, reflect_index(cols, width)]
-        vert = a @ band.astype(np.float64)                            # (patch, U)
-        out[idx] = vert[:, np.searchsorted(cols, need)].transpose(1, 0, 2) @ a.T
+        x0 = xs[idx]
+        # columns the widest kernel needs, as runs in image coordinates (tiles lie on the patch grid)
+        cols = np.unique((x0[:, None] + np.arange(-hmax, patch + hmax)[None, :]).ravel())
+        band = gray[reflect_index(np.arange(y - hmax, y + patch + hmax), height)][:, reflect_index(cols, width)]
+        band = band.astype(np.float64)                                # (patch + 2 hmax, U)
+        first = np.searchsorted(cols, x0 - hmax)                      # each tile's window start in band columns
+        for c, (a, h) in enumerate(zip(mats, halves)):
+            start = first + (hmax - h)                                # window of this kernel, band columns
+            cover = np.zeros(len(cols) + 1, np.int32)
+            np.add.at(cover, start, 1)
+            np.add.at(cover, start + patch + 2 * h, -1)
+            keep = np.cumsum(cover[:-1]) > 0                          # union of the tiles' windows
+            vert = a @ band[hmax - h:hmax + h + patch][:, keep]       # (patch, U_h)
+            at = np.cumsum(keep)[start] - 1                           # window starts in kept columns
+            windows = vert[:, at[:, None] + np.arange(patch + 2 * h)[None, :]]  # (patch, m, patch + 2h)
+            out[idx, c] = windows.transpose(1, 0, 2) @ a.T
     return out
 
 
@@ -169,9 +187,9 @@ class Gauss20(Generator):
         images = np.empty((n, k, p, p), np.uint8)
         for j, (y, x) in enumerate(zip(ys, xs)):
             images[j, 0] = image[y:y + p, x:x + p]
-        for c, s in enumerate(prm.sigmas, start=1):
-            blurred = blurred_tiles(image, ys, xs, patch=p, sigma=s, truncate=prm.truncate, context=prm.blur_context)
-            images[:, c] = np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
+        blurred = blurred_tiles(image, ys, xs, patch=p, sigmas=prm.sigmas, truncate=prm.truncate, context=prm.blur_context)
+        # a normalised non-negative kernel keeps values within 0..255: rounding is all that is left
+        images[:, 1:] = np.rint(blurred, out=blurred)
         arrays = {
             "image": images.reshape(n * k, p, p),
             "label": np.tile(np.arange(k, dtype=np.int16), n),
