@@ -164,7 +164,8 @@ def _connect(scheduler: str | None, workers: int | None):
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ": _WORKER_ENVIRON}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
+                               dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,
+                               preload=["datagen._worker_setup"])
     return Client(cluster, set_as_default=False), cluster
 
 

@@ -229,3 +229,26 @@ def test_demo_manifest_builds_from_builtin_images(tmp_path):
     assert r.returncode == 0, r.stderr
     meta = info(tmp_path / "d.h5")
     assert meta["counts"]["train"]["images"] == 6 and meta["counts"]["test"]["per_class"][0] > 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_with_one_line_and_resumes(big_image_folder, tmp_path):
+    data = manifest_dict(big_image_folder, output={"images_per_shard": 1})
+    manifest = write_manifest(tmp_path / "m.yaml", data)
+    out = tmp_path / "c.h5"
+    # a terminal's Ctrl-C signals the whole foreground process group: the driver and its workers
+    proc = subprocess.Popen([str(BIN / "datagen"), "build", str(manifest), "--out", str(out), "--workers", "2",
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    _wait_for_shards(tmp_path / "c.h5.incomplete", 1, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr
+    assert [ln for ln in stderr.splitlines() if "%" not in ln] == [
+        "datagen: interrupted; complete shards are kept, rerun the same command to resume"]
+    assert not out.exists()
+    resumed = run_cli("build", manifest, "--out", out, "--no-progress")
+    assert resumed.returncode == 0 and "resuming" in resumed.stderr
+    assert info(out)["content_sha256"] == build(parse_manifest(data), out=tmp_path / "clean.h5", workers=1,
+                                                **QUIET).content_sha256
