@@ -126,6 +126,12 @@ def test_tile_context_and_patch_blur_options():
     phi_tile = tile_sharpness(gray, patch=32, sigma=0.5, context="tile")
     phi_image = tile_sharpness(gray, patch=32, sigma=0.5, context="image")
     assert phi_tile.shape == phi_image.shape and np.corrcoef(phi_tile, phi_image)[0, 1] > 0.95
+    np.testing.assert_allclose(phi_image, reference_sharpness(gray.astype(float)), rtol=1e-9)
+    cols = gray.shape[1] // 32
+    for t in (0, 3, len(phi_tile) - 1):  # "tile": each tile filtered alone, reflect at its own border
+        y, x = (t // cols) * 32, (t % cols) * 32
+        ref = reference_sharpness(gray[y:y + 32, x:x + 32].astype(float))[0]
+        assert phi_tile[t] == pytest.approx(ref, rel=1e-9)
     gen = Gauss20(Gauss20Params(blur_context="patch", sigmas=(1.0, 2.0)))
     arrays, stats = gen.make(gray, np.random.default_rng(0))
     assert arrays["image"].shape[0] == 3 * stats["sharp_tiles"] > 0
