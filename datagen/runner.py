@@ -27,7 +27,7 @@ from .generators import get_generator
 from .manifest import Manifest
 from .plan import Plan, make_plan
 from .provenance import versions
-from .shard import ShardTask, run_shard
+from .shard import SHARD_VERSION, ShardTask, run_shard
 from .writer import consolidate, read_shard_attrs, remove_stale_temporaries, shard_path
 
 Log = Callable[[str], None]
@@ -112,7 +112,8 @@ def _complete_shards(workdir: Path, plan: Plan) -> dict[int, dict]:
     done = {}
     for shard in plan.shards:
         attrs = read_shard_attrs(shard_path(workdir, shard.index))
-        if attrs and attrs.get("layout_id") == plan.layout_id and int(attrs.get("shard_index", -1)) == shard.index:
+        if (attrs and attrs.get("layout_id") == plan.layout_id and attrs.get("shard_version") == SHARD_VERSION
+                and int(attrs.get("shard_index", -1)) == shard.index):
             done[shard.index] = attrs
     return done
 

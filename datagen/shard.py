@@ -18,6 +18,10 @@ from .seeding import rng_for
 from .writer import shard_path, write_shard
 
 
+#: Version of the shard file's datasets and attributes; resume reuses only shards of this version.
+SHARD_VERSION = 2
+
+
 @dataclass(frozen=True)
 class ShardTask:
     index: int
@@ -62,6 +66,7 @@ def run_shard(task: ShardTask) -> dict:
     n_samples = len(out["source"])
     write_shard(shard_path(Path(task.workdir), task.index), out, {
         "layout_id": task.layout_id,
+        "shard_version": SHARD_VERSION,
         "shard_index": task.index,
         "split": task.split,
         "n_samples": n_samples,

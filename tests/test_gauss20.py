@@ -132,6 +132,12 @@ def test_tile_context_and_patch_blur_options():
         y, x = (t // cols) * 32, (t % cols) * 32
         ref = reference_sharpness(gray[y:y + 32, x:x + 32].astype(float))[0]
         assert phi_tile[t] == pytest.approx(ref, rel=1e-9)
+    ys, xs = np.array([0, 64]), np.array([32, 96])
+    got = blurred_tiles(gray, ys, xs, patch=32, sigmas=(1.0, 5.0), truncate=3.0, context="patch")
+    for j, (y, x) in enumerate(zip(ys, xs)):  # "patch": the isolated tile blurred with a reflect border
+        for c, sigma in enumerate((1.0, 5.0)):
+            ref = reference_blur(gray[y:y + 32, x:x + 32].astype(float), sigma)
+            np.testing.assert_allclose(got[j, c], ref, atol=1e-9)
     gen = Gauss20(Gauss20Params(blur_context="patch", sigmas=(1.0, 2.0)))
     arrays, stats = gen.make(gray, np.random.default_rng(0))
     assert arrays["image"].shape[0] == 3 * stats["sharp_tiles"] > 0

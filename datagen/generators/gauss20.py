@@ -123,11 +123,11 @@ def blurred_tiles(gray: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, patch: in
     if n == 0:
         return out
     if context == "patch":
+        local = [reflect_index(np.arange(-h, patch + h), patch) for h in halves]   # per kernel
         for j, (y, x) in enumerate(zip(ys, xs)):
             tile = gray[y:y + patch, x:x + patch].astype(np.float64)
-            for c, (a, h) in enumerate(zip(mats, halves)):
-                local = reflect_index(np.arange(-h, patch + h), patch)
-                out[j, c] = a @ tile[np.ix_(local, local)] @ a.T
+            for c, (a, ix) in enumerate(zip(mats, local)):
+                out[j, c] = a @ tile[np.ix_(ix, ix)] @ a.T
         return out
     height, width = gray.shape
     for y in np.unique(ys):
