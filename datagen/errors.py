@@ -7,6 +7,7 @@ bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -55,3 +56,15 @@ def writable_dir(path: str | os.PathLike, *, hint: str) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to {path} (permission denied); {hint}")
     return path
+
+
+def unknown_name(what: str, name: str, known) -> str:
+    """One-line message for an unknown registry name, with close matches (``difflib``) or the list.
+
+    >>> unknown_name("method", "zhuo", ["zhuo_sim", "entropy"])
+    "unknown method 'zhuo'; did you mean zhuo_sim?"
+    """
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known) or '(none)'}"
+    return f"unknown {what} {name!r}; {hint}"

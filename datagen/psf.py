@@ -66,3 +66,46 @@ def convolution_matrix(kernel: np.ndarray, n_out: int) -> np.ndarray:
     rows = np.arange(n_out)[:, None]
     a[rows, rows + np.arange(width)[None, :]] = kernel
     return a
+
+
+#: Gaussian sigma <-> disk radius (pixels) of D'Andres et al. 2016 (RTF), ``convertion.mat``:
+#: column 0 sigma, column 1 radius ``0.5, 0.75, ..., 6.0``.  The one place for this mapping.
+SIGMA_RADIUS_TABLE = np.array([
+    [0.300, 0.50], [0.500, 0.75], [0.650, 1.00], [0.775, 1.25], [0.875, 1.50], [0.975, 1.75],
+    [1.125, 2.00], [1.275, 2.25], [1.375, 2.50], [1.525, 2.75], [1.650, 3.00], [1.800, 3.25],
+    [1.925, 3.50], [2.050, 3.75], [2.200, 4.00], [2.325, 4.25], [2.450, 4.50], [2.600, 4.75],
+    [2.725, 5.00], [2.875, 5.25], [3.000, 5.50], [3.150, 5.75], [3.275, 6.00],
+])
+MAX_RADIUS = 6.0   # largest disk radius of the table (RTF ground truth range 0.5..6)
+MAX_SIGMA = 3.275  # the Gaussian sigma that maps to MAX_RADIUS
+
+
+def sigma_to_radius(sigma, *, mode: str = "linear") -> np.ndarray:
+    """Gaussian sigma (px) -> equivalent disk radius (px) through :data:`SIGMA_RADIUS_TABLE`.
+
+    ``mode="linear"``: piecewise-linear interpolation; below the first row the radius scales
+    linearly to 0 (``sigma * 0.5 / 0.3``), above the last it is clamped to 6.  ``"nearest"``:
+    the radius of the row with the closest sigma (MATLAB ``min(abs(table(:,1) - s))``; ties
+    take the first row), as in the RTF evaluation scripts.
+    """
+    s = np.asarray(sigma, dtype=np.float64)
+    sig, rad = SIGMA_RADIUS_TABLE[:, 0], SIGMA_RADIUS_TABLE[:, 1]
+    if mode == "linear":
+        out = np.interp(s, sig, rad)
+        low = s < sig[0]
+        return np.where(low, np.maximum(s, 0) * (rad[0] / sig[0]), out)
+    if mode == "nearest":
+        return rad[np.argmin(np.abs(s[..., None] - sig), axis=-1)]
+    raise ValueError(f"mode must be 'linear' or 'nearest', got {mode!r}")
+
+
+def radius_to_sigma(radius, *, mode: str = "linear") -> np.ndarray:
+    """Disk radius (px) -> Gaussian sigma (px); the inverse of :func:`sigma_to_radius` (same modes)."""
+    r = np.asarray(radius, dtype=np.float64)
+    sig, rad = SIGMA_RADIUS_TABLE[:, 0], SIGMA_RADIUS_TABLE[:, 1]
+    if mode == "linear":
+        out = np.interp(r, rad, sig)
+        return np.where(r < rad[0], np.maximum(r, 0) * (sig[0] / rad[0]), out)
+    if mode == "nearest":
+        return sig[np.argmin(np.abs(r[..., None] - rad), axis=-1)]
+    raise ValueError(f"mode must be 'linear' or 'nearest', got {mode!r}")

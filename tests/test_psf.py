@@ -37,3 +37,20 @@ def test_convolution_matrix_equals_valid_correlation():
     a = psf.convolution_matrix(k, 40 - k.size + 1)
     np.testing.assert_allclose(a @ x, np.correlate(x, k, mode="valid"), atol=1e-12)
     assert psf.LAPLACIAN_3X3.sum() == 0
+
+
+def test_sigma_radius_table_round_trip_and_modes():
+    table = psf.SIGMA_RADIUS_TABLE
+    np.testing.assert_allclose(psf.sigma_to_radius(table[:, 0]), table[:, 1])
+    np.testing.assert_allclose(psf.radius_to_sigma(table[:, 1]), table[:, 0])
+    assert psf.sigma_to_radius(10.0) == 6.0 and psf.sigma_to_radius(0.15) == 0.25
+    assert psf.sigma_to_radius(0.56, mode="nearest") == 0.75      # closest sigma 0.5 (0.65 is farther)
+    np.testing.assert_allclose(psf.sigma_to_radius(0.4), 0.625)   # halfway between rows 0 and 1
+
+
+@pytest.mark.realdata
+def test_sigma_radius_table_matches_dandres_convertion_mat():
+    import scipy.io
+    from tests.conftest import shared_data
+    ref = scipy.io.loadmat(shared_data("dandres", "convertion.mat"))["convertion"]
+    np.testing.assert_allclose(psf.SIGMA_RADIUS_TABLE, ref, atol=1e-12)

@@ -5,10 +5,10 @@ with the same ``"module:Class"`` form.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 from importlib.metadata import entry_points
 
+from ..errors import unknown_name
 from .base import Field, Generator, StrictModel
 
 __all__ = ["Field", "Generator", "StrictModel", "get_generator", "list_generators"]
@@ -33,8 +33,6 @@ def get_generator(kind: str) -> type[Generator]:
     """The generator class registered as ``kind``; ``KeyError`` with close names otherwise."""
     table = _table()
     if kind not in table:
-        close = difflib.get_close_matches(str(kind), table, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(table))}"
-        raise KeyError(f"unknown generator {kind!r}{hint}")
+        raise KeyError(unknown_name("generator", kind, table))
     module, _, attr = table[kind].partition(":")
     return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,64 @@
+"""Metric registry: ``name -> "module:Class"``, imported only when used (pyiqa is heavy).
+
+``list_metrics("mae*")`` filters by glob; ``create_metric(name, **options)`` returns an
+instance; ``get_metric(name).spec`` is the metadata (direction, unit, version, conventions).
+Third-party metrics register through the ``defocusbench.metrics`` entry-point group.
+"""
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from importlib.metadata import entry_points
+
+from datagen.errors import unknown_name
+
+from .base import Metric, MetricResult, MetricSpec, PredInfo
+
+__all__ = ["Metric", "MetricResult", "MetricSpec", "PredInfo", "create_metric", "get_metric", "list_metrics"]
+
+_BUILTIN = {
+    # defocus maps vs ground-truth radius maps (RTF)
+    "mae_radius": "bench.metrics.mae:MAERadius",
+    "mae_relative": "bench.metrics.mae:MAERelative",
+    "mae_dmenet": "bench.metrics.mae:MAEDMENet",
+    # blur detection vs binary masks (CUHK)
+    "accuracy_alpha": "bench.metrics.detection:AccuracyGlobalAlpha",
+    "accuracy_oracle": "bench.metrics.detection:AccuracyOracle",
+    "pr_hifst": "bench.metrics.detection:PRHiFST",
+    # full-reference restoration / enhancement
+    "psnr": "bench.metrics.fidelity:PSNR",
+    "ssim": "bench.metrics.fidelity:SSIM",
+    "psnr_y": "bench.metrics.fidelity:PSNRY",
+    "ssim_y": "bench.metrics.fidelity:SSIMY",
+    # no-reference IQA through pyiqa (lazy import)
+    "niqe": "bench.metrics.iqa:NIQE",
+    "brisque": "bench.metrics.iqa:BRISQUE",
+    "piqe": "bench.metrics.iqa:PIQE",
+}
+
+
+def _table() -> dict[str, str]:
+    table = dict(_BUILTIN)
+    for ep in entry_points(group="defocusbench.metrics"):
+        table.setdefault(ep.name, ep.value)
+    return table
+
+
+def list_metrics(pattern: str | None = None) -> list[str]:
+    names = sorted(_table())
+    if not pattern or pattern == "all":
+        return names
+    globs = [g.strip() for g in pattern.split(",") if g.strip()]
+    return [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)]
+
+
+def get_metric(name: str) -> type[Metric]:
+    table = _table()
+    if name not in table:
+        raise KeyError(unknown_name("metric", name, table))
+    module, _, attr = table[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def create_metric(name: str, **options) -> Metric:
+    return get_metric(name)(**options)

@@ -1,0 +1,53 @@
+"""Registry of methods: ``name -> "module:Class"``, imported only when used (pyiqa-style).
+
+Third-party methods register through the ``defocusbench.methods`` entry-point group with the
+same ``"module:Class"`` form.  ``list_methods("zhuo*")`` filters by glob.
+"""
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from importlib.metadata import entry_points
+
+from datagen.errors import unknown_name
+
+from .base import Method
+
+_BUILTIN = {
+    "zhuo_sim2011": "methods.classical.zhuo_sim:ZhuoSim",
+    "var_laplacian": "methods.classical.local_stats:VarLaplacian",
+    "local_entropy": "methods.classical.local_stats:LocalEntropy",
+    "local_std": "methods.classical.local_stats:LocalStd",
+    "unsharp_mask": "methods.classical.unsharp:UnsharpMask",
+}
+
+
+def _table() -> dict[str, str]:
+    table = dict(_BUILTIN)
+    for ep in entry_points(group="defocusbench.methods"):
+        table.setdefault(ep.name, ep.value)
+    return table
+
+
+def list_methods(pattern: str | None = None) -> list[str]:
+    """Registered method names, sorted; ``pattern`` is a glob (``"local_*"``) or comma-separated globs."""
+    names = sorted(_table())
+    if not pattern or pattern == "all":
+        return names
+    globs = [g.strip() for g in pattern.split(",") if g.strip()]
+    return [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)]
+
+
+def get_method(name: str) -> type[Method]:
+    """The method class registered as ``name``; ``KeyError`` (one line, did-you-mean) otherwise."""
+    table = _table()
+    if name not in table:
+        raise KeyError(unknown_name("method", name, table))
+    module, _, attr = table[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def create_method(name: str, params: dict | None = None, *, device: str = "cpu", weights: str | None = None) -> Method:
+    """A ready-to-use method instance: ``create_method("local_std", {"window": 16})``."""
+    cls = get_method(name)
+    return cls(cls.Params.model_validate(params or {}), device=device, weights=weights)
