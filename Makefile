@@ -1,4 +1,6 @@
 # DefocusBench: `make demo` (install + main job on built-in images), `make test` (install + tests).
+# The main job: build the demo corpus, then benchmark every method on built-in data (quick
+# profile, including the demo corpus's test split) and write the HTML report.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -19,8 +21,11 @@ demo: $(STAMP)
 	$(BIN)/datagen build manifests/demo_gauss20.yaml --out corpora/demo_gauss20.h5
 	$(BIN)/datagen info corpora/demo_gauss20.h5
 	$(BIN)/datagen preview corpora/demo_gauss20.h5 --out reports/demo/demo_gauss20_preview.png
+	$(BIN)/bench run --methods all --profile quick --root gauss20=corpora/demo_gauss20.h5 --out reports/demo/run
+	@echo "report: $(abspath reports/demo/run/report.html)"
 
 test: $(STAMP)
+	scripts/ensure_chromium.sh || echo "warning: Chromium could not be installed; the browser tests will be skipped" >&2
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,16 +1,298 @@
-"""``bench`` console script (the benchmark harness lands with the bench-spine issue)."""
+"""``bench``: list, run, predict, score, report, compare, nightly, weights.
+
+Every verb is a thin wrapper of a library function.  Results go to stdout (``--json`` on read
+verbs), logs to stderr.  Exit codes: 0 ok, 1 regression, 2 usage/config error (one line, no
+traceback), 3 partial failure, 4 nothing ran, 130 interrupted.
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from datagen.errors import UserError
+
+from .harness import (  # noqa: F401
+    EXIT_INTERRUPTED,
+    EXIT_NOTHING,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_REGRESSION,
+    EXIT_USAGE,
+)
+
+VERSION = "defocus-bench 0.1.0"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def _parse_sets(items: list[str] | None) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: expected key=value")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key] = value
+    return out
+
+
+def _method_params(items: list[str] | None) -> dict[str, dict]:
+    """``--set METHOD.key=value`` (bench run) -> {method: {key: value}}."""
+    out: dict[str, dict] = {}
+    for key, value in _parse_sets(items).items():
+        method, dot, name = key.partition(".")
+        if not dot or not name:
+            raise UserError(f"--set {key}=...: bench run takes METHOD.key=value, e.g. --set local_std.window=32")
+        out.setdefault(method, {})[name] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- list
+def cmd_list(args) -> int:
+    if args.what == "methods":
+        from methods import get_method, list_methods
+
+        from .weights import weight_status
+        rows = []
+        for name in list_methods():
+            info = get_method(name).info()
+            info["weights_present"] = {w: weight_status(w)["present"] for w in info["weights"]}
+            rows.append(info)
+        if args.json:
+            _print_json(rows)
+        else:
+            for r in rows:
+                w = ", ".join(f"{k} {'present' if v else 'MISSING'}" for k, v in r["weights_present"].items()) or "no weights"
+                higher = f", higher = {r['higher']}" if r["higher"] != "n/a" else ""
+                print(f"{r['name']:16s} v{r['version']:4s} {r['provides']} [{r['units']}{higher}]; {w}\n"
+                      f"{'':22s}{r['description']}")
+    elif args.what == "metrics":
+        from dataclasses import asdict
+
+        from .metrics import get_metric, list_metrics
+        rows = []
+        for name in list_metrics():
+            metric = get_metric(name)
+            spec = asdict(metric.spec)
+            try:
+                spec["available"] = metric().unavailable() or "yes"
+            except Exception as err:  # noqa: BLE001 - listing must not die on one metric
+                spec["available"] = f"no ({err})"
+            rows.append(spec)
+        if args.json:
+            _print_json(rows)
+        else:
+            for r in rows:
+                arrow = "higher is better" if r["higher_is_better"] else "lower is better"
+                print(f"{r['name']:16s} {r['task']:12s} needs {','.join(r['needs']) or '-':12s} {arrow:16s} "
+                      f"[{r['unit']}] {r['available']}")
+    else:
+        from .datasets import dataset_table
+        rows = dataset_table()
+        if args.json:
+            _print_json(rows)
+        else:
+            for r in rows:
+                root = "needs --root" if r["needs_root"] else "built in"
+                print(f"{r['name']:16s} {r['task']:12s} {root:13s} {r['description']}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- run
+def cmd_run(args) -> int:
+    from .harness import parse_roots, run
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
+    _, code = run(methods=args.methods, datasets=datasets, metrics=args.metrics, profile=args.profile,
+                  roots=parse_roots(args.root), out=args.out, device=args.device, fail_fast=args.fail_fast,
+                  scheduler=args.scheduler, workers=args.workers, report=not args.no_report,
+                  params=_method_params(args.set))
+    return code
+
+
+# ----------------------------------------------------------------------------- predict
+def cmd_predict(args) -> int:
+    from datagen.errors import writable_dir
+    from datagen.imageio import read_rgb
+    from methods import create_method, get_method
+
+    from . import previews
+
+    try:
+        get_method(args.method)
+    except KeyError as err:
+        raise UserError(str(err).strip('"')) from None
+    try:
+        method = create_method(args.method, _parse_sets(args.set), device=args.device, weights=args.weights)
+    except Exception as err:  # noqa: BLE001 - pydantic / weights errors become one line
+        raise UserError(f"{args.method}: {' '.join(str(err).split())[:300]}") from None
+    out = writable_dir(args.out, hint="choose another --out")
+    images = [(p, read_rgb(p)) for p in args.images]  # decode all first: bad input fails before any output
+    for path, image in images:
+        pred = method.predict(image)
+        stem = Path(path).stem
+        tmp = out / f".{stem}.npy.tmp"
+        np.save(tmp, np.asarray(pred, dtype=np.float32))
+        tmp.replace(out / f"{stem}.npy")
+        (out / f"{stem}.png").write_bytes(previews.output_png(np.asarray(pred, dtype=np.float32)))
+        print(out / f"{stem}.npy")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- score
+def cmd_score(args) -> int:
+    from .scoring import score_maps
+    result = score_maps(dataset=args.dataset, root=args.root, maps=args.maps, higher=args.higher, units=args.units,
+                        subset=args.subset, metrics=args.metrics)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{result['dataset']} ({result['n']} maps, higher = {result['higher']}, dataset_id {result['dataset_id']})")
+        for name, m in result["metrics"].items():
+            extras = ", ".join(f"{k} {v:.4g}" for k, v in m["extras"].items() if isinstance(v, (int, float)))
+            print(f"  {name:16s} {m['value']:.4f}" + (f"  ({extras})" if extras else ""))
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- report / compare
+def cmd_report(args) -> int:
+    from .report import write_report
+    from .store import load_run
+    load_run(args.run_dir)
+    if args.baseline:
+        load_run(args.baseline)
+    print(write_report(args.run_dir, baseline=args.baseline, out=args.out))
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare_runs, format_table, has_regression, rows_to_json
+    rows = compare_runs(args.base, args.current)
+    if args.json:
+        _print_json(rows_to_json(rows))
+    else:
+        print(format_table(rows))
+    return EXIT_REGRESSION if has_regression(rows) else EXIT_OK
+
+
+def cmd_nightly(args) -> int:
+    from .nightly import nightly
+    return nightly(args.config)
+
+
+# ----------------------------------------------------------------------------- weights
+def cmd_weights(args) -> int:
+    from .weights import import_weights, list_weights
+    if args.action == "import":
+        if not args.name or not args.path:
+            raise UserError("bench weights import NAME PATH: both are required")
+        print(import_weights(args.name, args.path))
+        return EXIT_OK
+    rows = list_weights()
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            state = "present" if r["present"] else "missing"
+            print(f"{r['name']:10s} {state:8s} {r['path']}  (used by {', '.join(r['used_by'])})")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="bench", description="DefocusBench evaluation harness")
+    p.add_argument("--version", action="version", version=VERSION)
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("list", help="methods, metrics or datasets")
+    s.add_argument("what", choices=["methods", "metrics", "datasets"])
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("run", help="predict and score methods on datasets; writes a run directory and its report")
+    s.add_argument("--methods", default="all", help="all, names or globs, comma-separated (default all)")
+    s.add_argument("--datasets", help="comma-separated names (default: the profile's datasets)")
+    s.add_argument("--metrics", help="names or globs (default: each dataset task's metrics)")
+    s.add_argument("--profile", default="quick", help="quick (built-in data, seconds) or full")
+    s.add_argument("--root", action="append", metavar="NAME=DIR", help="folder of a real dataset, e.g. cuhk=/data/CUHK")
+    s.add_argument("--out", help="run directory (default reports/runs/<run id>)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE", help="method parameter")
+    s.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://host:port)")
+    s.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    s.add_argument("--no-report", action="store_true", help="do not write report.html")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--keep-going", dest="fail_fast", action="store_false", help="record failures and go on (default)")
+    g.add_argument("--fail-fast", dest="fail_fast", action="store_true", help="stop at the first failure")
+    s.set_defaults(func=cmd_run, fail_fast=False)
+
+    s = sub.add_parser("predict", help="run one method on image files; writes <stem>.npy and a PNG preview")
+    s.add_argument("method")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--out", required=True)
+    s.add_argument("--weights")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("score", help="score maps made elsewhere with our protocols")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--root", required=True)
+    s.add_argument("--maps", required=True)
+    s.add_argument("--higher", choices=["blurred", "sharp"], default="blurred")
+    s.add_argument("--units", default="score", choices=["score", "sigma_px", "radius_px", "relative"])
+    s.add_argument("--subset", help="cuhk subset: test (default), defocus, motion, all")
+    s.add_argument("--metrics")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("report", help="(re)write a run's HTML report")
+    s.add_argument("run_dir")
+    s.add_argument("--baseline")
+    s.add_argument("--out")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("compare", help="compare two runs; exit 1 on regression")
+    s.add_argument("base")
+    s.add_argument("current")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("nightly", help="run -> compare with the committed baseline -> report -> exit code")
+    s.add_argument("--config", default="nightly.yaml")
+    s.set_defaults(func=cmd_nightly)
+
+    s = sub.add_parser("weights", help="where weight files are expected; import a user-provided file")
+    s.add_argument("action", choices=["list", "import"])
+    s.add_argument("name", nargs="?")
+    s.add_argument("path", nargs="?")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_weights)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench", description="DefocusBench evaluation harness")
-    parser.add_argument("--version", action="version", version="defocus-bench 0.1.0")
-    parser.parse_args(argv)
-    parser.print_help(sys.stderr)
-    return 2
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UserError as err:
+        print(f"bench: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -55,6 +55,31 @@ def decode_gray(data: bytes, *, name: str) -> np.ndarray:
     return arr
 
 
+def decode_rgb(data: bytes, *, name: str) -> np.ndarray:
+    """Decode encoded image bytes to ``(H, W, 3)`` uint8 RGB (gray is replicated, alpha dropped,
+    16-bit scaled by ``round(v / 257)``).  Same one-line :class:`SourceError` as :func:`decode_gray`."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.clip(np.rint(np.asarray(im, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
+                arr = np.repeat(arr[..., None], 3, axis=2)
+            else:
+                arr = np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise SourceError(f"{name}: not an image file (unrecognised format); remove it or narrow the source pattern") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise SourceError(f"{name}: corrupt or truncated image ({err}); replace or remove the file") from None
+    if arr.ndim != 3 or arr.size == 0:
+        raise SourceError(f"{name}: image has no pixels; replace or remove the file")
+    return arr
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read one image as ``(H, W, 3)`` float32 RGB in ``[0, 1]`` (the methods' input convention)."""
+    return decode_rgb(read_bytes(path), name=str(path)).astype(np.float32) / np.float32(255.0)
+
+
 def read_gray(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     """Read and decode one image: ``(gray uint8 array, sha256 hex of the file bytes)``."""
     data = read_bytes(path)

@@ -152,7 +152,9 @@ _WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THR
                    "MALLOC_TRIM_THRESHOLD_": 65536, "MALLOC_MMAP_THRESHOLD_": 64 * 2**20}
 
 
-def _connect(scheduler: str | None, workers: int | None):
+def connect(scheduler: str | None, workers: int | None):
+    """A Dask client: to ``scheduler`` (``tcp://host:port``) or to a new local cluster of
+    ``workers`` single-threaded processes; returns ``(client, cluster or None)``."""
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -175,7 +177,7 @@ def _run_tasks(tasks: list[ShardTask], *, workers: int | None, scheduler: str | 
     from distributed import as_completed
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    client, cluster = _connect(scheduler, workers)
+    client, cluster = connect(scheduler, workers)
     bar = _Progress(sum(len(t.images) for t in tasks), log, progress)
     results = []
     try:

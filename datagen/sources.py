@@ -48,6 +48,16 @@ def _skimage_data_dir() -> Path:
     return Path(str(importlib.resources.files("skimage") / "data"))
 
 
+def builtin_image_path(name: str) -> Path:
+    """Path of the built-in photo ``name`` (see :data:`BUILTIN_IMAGES`) inside scikit-image."""
+    if name not in BUILTIN_IMAGES:
+        raise SourceError(f"unknown built-in image {name!r}; choose from {', '.join(BUILTIN_IMAGES)}")
+    path = _skimage_data_dir() / BUILTIN_IMAGES[name]
+    if not path.is_file():
+        raise SourceError(f"built-in image {path} is missing from the installed scikit-image; reinstall it")
+    return path
+
+
 def _builtin(src: BuiltinSource, where: str) -> list[Listed]:
     names = src.images or tuple(BUILTIN_IMAGES)
     data_dir = _skimage_data_dir()

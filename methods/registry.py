@@ -1,12 +1,15 @@
 """Registry of methods: ``name -> "module:Class"``, imported only when used (pyiqa-style).
 
 Third-party methods register through the ``defocusbench.methods`` entry-point group with the
-same ``"module:Class"`` form.  ``list_methods("zhuo*")`` filters by glob.
+same ``"module:Class"`` form, or, without installing anything, through the environment variable
+``DEFOCUSBENCH_METHODS="name=module:Class,..."`` (inherited by local Dask workers; it may also
+replace a built-in name, e.g. to test a patched version).  ``list_methods("zhuo*")`` filters by glob.
 """
 from __future__ import annotations
 
 import fnmatch
 import importlib
+import os
 from importlib.metadata import entry_points
 
 from datagen.errors import unknown_name
@@ -19,6 +22,7 @@ _BUILTIN = {
     "local_entropy": "methods.classical.local_stats:LocalEntropy",
     "local_std": "methods.classical.local_stats:LocalStd",
     "unsharp_mask": "methods.classical.unsharp:UnsharpMask",
+    "identity": "methods.classical.reference:Identity",
 }
 
 
@@ -26,6 +30,10 @@ def _table() -> dict[str, str]:
     table = dict(_BUILTIN)
     for ep in entry_points(group="defocusbench.methods"):
         table.setdefault(ep.name, ep.value)
+    for item in os.environ.get("DEFOCUSBENCH_METHODS", "").split(","):
+        name, sep, target = item.strip().partition("=")
+        if sep and name and ":" in target:
+            table[name] = target
     return table
 
 

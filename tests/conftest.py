@@ -90,11 +90,16 @@ def make_manifest(tmp_path, image_folder):
     return make
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the installed ``datagen`` console script as a user would."""
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300, tool: str = "datagen",
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``datagen`` (or ``bench``) console script as a user would."""
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([str(BIN / "datagen"), *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+    return subprocess.run([str(BIN / tool), *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd)
+
+
+def run_bench(*args: str, **kw) -> subprocess.CompletedProcess:
+    return run_cli(*args, tool="bench", **kw)
 
 
 def copy_tree(src: Path, dst: Path) -> Path:

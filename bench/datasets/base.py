@@ -11,8 +11,9 @@ A :class:`Sample` is what a method sees (``image``) plus what metrics compare ag
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 

@@ -25,6 +25,9 @@ _BUILTIN = {
     "accuracy_alpha": "bench.metrics.detection:AccuracyGlobalAlpha",
     "accuracy_oracle": "bench.metrics.detection:AccuracyOracle",
     "pr_hifst": "bench.metrics.detection:PRHiFST",
+    # patch-level sigma on corpus splits (gauss20)
+    "mae_sigma": "bench.metrics.patch:MAESigma",
+    "level_accuracy": "bench.metrics.patch:LevelAccuracy",
     # full-reference restoration / enhancement
     "psnr": "bench.metrics.fidelity:PSNR",
     "ssim": "bench.metrics.fidelity:SSIM",

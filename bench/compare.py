@@ -1,0 +1,452 @@
+"""Regression comparison of two run directories (``bench compare BASE CURRENT``), asv-style.
+
+One :class:`CompareRow` per (method, dataset, metric) found in either run, with a mark:
+
+==================  ======  ==============================================================
+mark                symbol  meaning
+==================  ======  ==============================================================
+``worse``           ``+``   significantly worse, and the change exceeds the metric's threshold
+``better``          ``-``   significantly better, and the change exceeds the threshold
+``unchanged``       `` ``   no significant change above threshold (also: n/a or unavailable
+                            in both runs, or failing in both)
+``not comparable``  ``x``   dataset id, method version / params or metric version /
+                            conventions differ (the reason says which), or the status moved
+                            between ok and n/a / unavailable: never compared silently
+``newly failing``   ``!``   failed in CURRENT but not in BASE
+``fixed``           ``*``   failed in BASE, ok in CURRENT
+``new``             ``>``   only in CURRENT
+``missing``         ``<``   only in BASE
+==================  ======  ==============================================================
+
+Decision rule for a pair that is ``ok`` in both runs and comparable
+--------------------------------------------------------------------
+``delta = current - base`` of the headline (``summary.parquet``) values.  Per-sample values
+(``samples.parquet``) are paired on their sample key; the mean of the per-sample differences
+``d_i = current_i - base_i`` gets a percentile bootstrap confidence interval (``n_boot``
+resamples of the keys with replacement, level ``confidence``; the generator is seeded from
+``seed`` and the row's (method, dataset, metric), so a row's interval depends neither on row
+order nor on which other rows exist).  The pair is *worse* when the interval lies entirely
+on the bad side of zero (above it for lower-is-better metrics, below for higher-is-better),
+``delta`` points the same way, and ``|delta| > threshold`` (``run.json`` metric spec);
+*better* symmetrically; otherwise *unchanged*.  With fewer than :data:`MIN_PAIRS` paired
+samples there is no spread to bootstrap: the threshold rule alone decides, and the reason
+says so.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from datagen.errors import UserError
+
+__all__ = ["MARKS", "MARK_SYMBOLS", "MIN_PAIRS", "CompareRow", "compare_runs", "format_table", "has_regression",
+           "paired_bootstrap", "rows_to_json"]
+
+#: asv-style one-character symbols for each mark.
+MARK_SYMBOLS: dict[str, str] = {
+    "worse": "+",
+    "better": "-",
+    "unchanged": " ",
+    "not comparable": "x",
+    "newly failing": "!",
+    "fixed": "*",
+    "new": ">",
+    "missing": "<",
+}
+MARKS = tuple(MARK_SYMBOLS)
+REGRESSION_MARKS = ("worse", "newly failing")
+#: fewest paired per-sample values for the bootstrap; below it the threshold rule decides.
+MIN_PAIRS = 2
+
+_SUMMARY_REQUIRED = ("method", "dataset", "metric", "value", "status")
+_SAMPLES_REQUIRED = ("method", "dataset", "metric", "key", "value")
+_INACTIVE = ("n/a", "unavailable")
+_BOOT_CHUNK = 4_000_000   # resampled values held in memory at once
+
+
+@dataclass
+class CompareRow:
+    method: str
+    dataset: str
+    metric: str
+    base: float | None
+    current: float | None
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    mark: str
+    reason: str
+    unit: str = ""
+    higher_is_better: bool | None = None
+    n_pairs: int = 0
+
+    @property
+    def symbol(self) -> str:
+        return MARK_SYMBOLS[self.mark]
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+def _load(run_dir: str | os.PathLike, role: str) -> dict[str, Any]:
+    path = Path(run_dir)
+    if not path.is_dir():
+        hint = " (an interrupted run: rerun bench run)" if path.with_name(path.name + ".incomplete").exists() else ""
+        raise UserError(f"{role} run {path} is not a folder{hint}; pass a run directory written by bench run")
+    meta_path = path / "run.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as err:
+        why = "missing" if not meta_path.exists() else f"unreadable: {getattr(err, 'strerror', None) or err}"
+        raise UserError(f"{meta_path} is {why}; pass a run directory written by bench run") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path} is not a JSON object; pass a run directory written by bench run")
+    summary = _read_parquet(path / "summary.parquet", _SUMMARY_REQUIRED, required=True)
+    samples = _read_parquet(path / "samples.parquet", _SAMPLES_REQUIRED, required=False)
+    return {"dir": path, "meta": meta, "summary": summary, "samples": samples}
+
+
+def _read_parquet(path: Path, columns: tuple[str, ...], *, required: bool) -> pd.DataFrame | None:
+    if not path.exists():
+        if required:
+            raise UserError(f"{path} is missing; rerun bench run for that run directory")
+        return None
+    try:
+        df = pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"{path} is unreadable ({first}); rerun bench run for that run directory") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise UserError(f"{path} lacks column(s) {', '.join(missing)}; it was not written by bench run")
+    return df
+
+
+def _summary_index(df: pd.DataFrame) -> dict[tuple[str, str, str], dict]:
+    out = {}
+    for rec in df.to_dict("records"):
+        out[(str(rec["method"]), str(rec["dataset"]), str(rec["metric"]))] = rec   # last row wins
+    return out
+
+
+def _samples_index(df: pd.DataFrame | None) -> dict[tuple[str, str, str], dict[str, float]]:
+    out: dict[tuple[str, str, str], dict[str, float]] = {}
+    if df is None or not len(df):
+        return out
+    for (m, d, metric), grp in df.groupby(["method", "dataset", "metric"], sort=False):
+        out[(str(m), str(d), str(metric))] = dict(zip(grp["key"].astype(str), grp["value"].astype(float)))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+def _num(x) -> float | None:
+    """A summary value as a float, or ``None`` when absent / NaN."""
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def _text(x) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(x)
+
+
+def _fmt(x) -> str:
+    return repr(x) if not isinstance(x, float) else f"{x:.6g}"
+
+
+def _dict_diff(a: dict, b: dict) -> str:
+    keys = sorted(set(a) | set(b))
+    parts = []
+    for k in keys:
+        if k not in a:
+            parts.append(f"+{k}={_fmt(b[k])}")
+        elif k not in b:
+            parts.append(f"-{k}")
+        elif a[k] != b[k]:
+            parts.append(f"{k} {_fmt(a[k])} -> {_fmt(b[k])}")
+    return ", ".join(parts)
+
+
+def _changes(base_meta: dict, cur_meta: dict, method: str, dataset: str, metric: str) -> list[str]:
+    """Why the pair is not comparable (empty when it is)."""
+    why = []
+
+    def section(meta, name, key):
+        sec = meta.get(name)
+        rec = sec.get(key) if isinstance(sec, dict) else None
+        return rec if isinstance(rec, dict) else None
+
+    bd, cd = section(base_meta, "datasets", dataset), section(cur_meta, "datasets", dataset)
+    if bd is None or cd is None:
+        why.append(f"dataset {dataset} is not recorded in {'base' if bd is None else 'current'} run.json")
+    elif bd.get("dataset_id") != cd.get("dataset_id"):
+        why.append(f"dataset id changed ({bd.get('dataset_id')} -> {cd.get('dataset_id')})")
+
+    bm, cm = section(base_meta, "methods", method), section(cur_meta, "methods", method)
+    if bm is None or cm is None:
+        why.append(f"method {method} is not recorded in {'base' if bm is None else 'current'} run.json")
+    else:
+        if bm.get("version") != cm.get("version"):
+            why.append(f"method version changed ({bm.get('version')} -> {cm.get('version')})")
+        bp, cp = bm.get("params") or {}, cm.get("params") or {}
+        if bp != cp:
+            diff = _dict_diff(bp, cp) if isinstance(bp, dict) and isinstance(cp, dict) else f"{bp!r} -> {cp!r}"
+            why.append(f"method params changed ({diff})")
+
+    bs, cs = section(base_meta, "metrics", metric), section(cur_meta, "metrics", metric)
+    if bs is None or cs is None:
+        why.append(f"metric {metric} is not recorded in {'base' if bs is None else 'current'} run.json")
+    else:
+        if bs.get("version") != cs.get("version"):
+            why.append(f"metric version changed ({bs.get('version')} -> {cs.get('version')})")
+        if bs.get("higher_is_better") != cs.get("higher_is_better"):
+            why.append("metric direction changed")
+        if bs.get("unit") != cs.get("unit"):
+            why.append(f"metric unit changed ({bs.get('unit')} -> {cs.get('unit')})")
+        bc, cc = bs.get("conventions") or {}, cs.get("conventions") or {}
+        if bc != cc:
+            diff = _dict_diff(bc, cc) if isinstance(bc, dict) and isinstance(cc, dict) else "changed"
+            why.append(f"metric conventions changed ({diff})")
+    return why
+
+
+def _row_seed(seed: int, method: str, dataset: str, metric: str) -> np.random.Generator:
+    tag = zlib.crc32(f"{method}\0{dataset}\0{metric}".encode())
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(tag,)))
+
+
+def paired_bootstrap(diffs, *, n_boot: int = 2000, confidence: float = 0.95,
+                     rng: np.random.Generator | int | None = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of ``mean(diffs)``.
+
+    ``diffs`` are paired per-sample differences (already matched on the sample key and in a
+    fixed order); each of the ``n_boot`` resamples draws ``len(diffs)`` indices with
+    replacement.  ``rng`` is a generator or a seed: the same seed gives the same interval.
+    """
+    d = np.asarray(diffs, dtype=np.float64).ravel()
+    if d.size == 0:
+        raise ValueError("no paired differences to bootstrap")
+    if not (0.0 < confidence < 1.0):
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot!r}")
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    n = d.size
+    means = np.empty(int(n_boot))
+    step = max(1, _BOOT_CHUNK // n)
+    for start in range(0, int(n_boot), step):
+        stop = min(int(n_boot), start + step)
+        idx = gen.integers(0, n, size=(stop - start, n))
+        means[start:stop] = d[idx].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def _f(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _decide(row: CompareRow, pairs: dict[str, float] | None, base_pairs: dict[str, float] | None, *,
+            threshold: float, higher: bool, n_boot: int, confidence: float, rng: np.random.Generator) -> None:
+    """Fill ``delta``, ``ci_*``, ``mark`` and ``reason`` of an ok/ok comparable row."""
+    if row.base is None or row.current is None:
+        row.mark = "not comparable"
+        row.reason = f"headline value is NaN in {'base' if row.base is None else 'current'}"
+        return
+    delta = row.current - row.base
+    row.delta = delta
+    bad = (delta < 0) if higher else (delta > 0)
+    big = abs(delta) > threshold
+    direction = "worse" if bad else "better"
+    notes = []
+    keys = sorted(set(base_pairs or {}) & set(pairs or {}))
+    n_base, n_cur = len(base_pairs or {}), len(pairs or {})
+    row.n_pairs = len(keys)
+    if len(keys) < MIN_PAIRS:
+        if not keys and not (n_base or n_cur):
+            src = "no per-sample values"
+        else:
+            src = f"{len(keys)} paired sample(s)"
+        notes.append(f"{src}: threshold rule only")
+        if delta != 0 and big:
+            row.mark = direction
+            notes.insert(0, f"|delta| {_f(abs(delta))} > threshold {_f(threshold)}")
+        else:
+            row.mark = "unchanged"
+            notes.insert(0, f"|delta| {_f(abs(delta))} <= threshold {_f(threshold)}")
+        row.reason = "; ".join(notes)
+        return
+    d = np.array([pairs[k] - base_pairs[k] for k in keys], dtype=np.float64)
+    lo, hi = paired_bootstrap(d, n_boot=n_boot, confidence=confidence, rng=rng)
+    row.ci_low, row.ci_high = lo, hi
+    if len(keys) < max(n_base, n_cur):
+        notes.append(f"paired on {len(keys)} of {max(n_base, n_cur)} sample keys")
+    ci_bad = (hi < 0) if higher else (lo > 0)
+    ci_good = (lo > 0) if higher else (hi < 0)
+    level = f"{confidence:.0%} CI"
+    if not (ci_bad or ci_good):
+        row.mark = "unchanged"
+        notes.insert(0, f"{level} of the mean difference includes 0 (n={len(keys)})")
+    elif (ci_bad and not bad) or (ci_good and bad) or delta == 0:
+        row.mark = "unchanged"
+        notes.insert(0, f"per-sample {level} and headline delta disagree in direction")
+    elif not big:
+        row.mark = "unchanged"
+        notes.insert(0, f"significant ({level} excludes 0) but |delta| {_f(abs(delta))} <= threshold {_f(threshold)}")
+    else:
+        row.mark = direction
+        notes.insert(0, f"{level} excludes 0 (n={len(keys)}) and |delta| {_f(abs(delta))} > threshold {_f(threshold)}")
+    row.reason = "; ".join(notes)
+
+
+# ----------------------------------------------------------------------------------------- public API
+
+def compare_runs(base_dir: str | os.PathLike, current_dir: str | os.PathLike, *, n_boot: int = 2000,
+                 confidence: float = 0.95, seed: int = 0) -> list[CompareRow]:
+    """Compare every (method, dataset, metric) of two run directories; rows sorted by those names.
+
+    Raises :class:`datagen.errors.UserError` when a run directory, its ``run.json`` or its
+    ``summary.parquet`` is missing or unreadable, or when ``n_boot`` / ``confidence`` are out
+    of range.  See the module docstring for the marks and the decision rule.
+    """
+    if not (isinstance(n_boot, int | np.integer) and n_boot >= 1):
+        raise UserError(f"n_boot must be a whole number >= 1, got {n_boot!r}")
+    if not (0.0 < float(confidence) < 1.0):
+        raise UserError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
+    base, cur = _load(base_dir, "base"), _load(current_dir, "current")
+    bsum, csum = _summary_index(base["summary"]), _summary_index(cur["summary"])
+    bsam, csam = _samples_index(base["samples"]), _samples_index(cur["samples"])
+    rows = []
+    for key in sorted(set(bsum) | set(csum)):
+        method, dataset, metric = key
+        b, c = bsum.get(key), csum.get(key)
+        rows.append(_compare_one(key, b, c, base["meta"], cur["meta"], bsam.get(key), csam.get(key),
+                                 n_boot=int(n_boot), confidence=float(confidence),
+                                 rng=_row_seed(seed, method, dataset, metric),
+                                 no_samples=(base["samples"] is None, cur["samples"] is None)))
+    return rows
+
+
+def _spec(meta: dict, metric: str) -> dict:
+    sec = meta.get("metrics")
+    rec = sec.get(metric) if isinstance(sec, dict) else None
+    return rec if isinstance(rec, dict) else {}
+
+
+def _compare_one(key, b: dict | None, c: dict | None, bmeta: dict, cmeta: dict, bpairs, cpairs, *,
+                 n_boot: int, confidence: float, rng: np.random.Generator, no_samples: tuple[bool, bool]) -> CompareRow:
+    method, dataset, metric = key
+    spec = _spec(cmeta, metric) or _spec(bmeta, metric)
+    ref = c if c is not None else b
+    higher = spec.get("higher_is_better", ref.get("higher_is_better"))
+    higher = None if higher is None else bool(higher)
+    unit = str(spec.get("unit", _text(ref.get("unit"))))
+    row = CompareRow(method, dataset, metric, None, None, None, None, None, "unchanged", "", unit=unit,
+                     higher_is_better=higher)
+    if b is not None and _text(b.get("status")) == "ok":
+        row.base = _num(b.get("value"))
+    if c is not None and _text(c.get("status")) == "ok":
+        row.current = _num(c.get("value"))
+    if b is None:
+        row.mark, row.reason = "new", f"only in current (status {_text(c.get('status')) or '?'})"
+        return row
+    if c is None:
+        row.mark, row.reason = "missing", f"only in base (status {_text(b.get('status')) or '?'})"
+        return row
+    sb, sc = _text(b.get("status")), _text(c.get("status"))
+    why_b, why_c = _text(b.get("reason")), _text(c.get("reason"))
+    changes = _changes(bmeta, cmeta, method, dataset, metric)
+    suffix = f" ({'; '.join(changes)})" if changes else ""
+    if sc == "failed" and sb != "failed":
+        row.mark, row.reason = "newly failing", f"{sb} -> failed: {why_c or 'no reason recorded'}{suffix}"
+        return row
+    if sb == "failed" and sc == "failed":
+        row.mark, row.reason = "unchanged", f"failed in both: {why_c or 'no reason recorded'}{suffix}"
+        return row
+    if sb == "failed" and sc == "ok":
+        row.mark, row.reason = "fixed", f"failed -> ok{suffix}"
+        return row
+    if sb in _INACTIVE and sc in _INACTIVE:
+        row.mark, row.reason = "unchanged", f"{sc} in both: {why_c or why_b}".rstrip(": ")
+        return row
+    if sb != sc:
+        row.mark = "not comparable"
+        row.reason = f"status {sb} -> {sc}" + (f": {why_c or why_b}" if (why_c or why_b) else "") + suffix
+        return row
+    if sb != "ok":   # an unknown status on both sides
+        row.mark, row.reason = "not comparable", f"status {sb!r} in both"
+        return row
+    if row.base is not None and row.current is not None:
+        row.delta = row.current - row.base
+    if changes:
+        row.mark, row.reason = "not comparable", "; ".join(changes)
+        return row
+    if higher is None:
+        row.mark, row.reason = "not comparable", f"metric {metric} has no recorded direction (higher_is_better)"
+        return row
+    threshold = _num(spec.get("threshold")) or 0.0
+    _decide(row, cpairs, bpairs, threshold=abs(threshold), higher=higher, n_boot=n_boot, confidence=confidence, rng=rng)
+    missing_files = [name for name, gone in zip(("base", "current"), no_samples) if gone]
+    if missing_files and row.n_pairs < MIN_PAIRS:
+        row.reason += f" ({' and '.join(missing_files)} run has no samples.parquet)"
+    return row
+
+
+def has_regression(rows: list[CompareRow]) -> bool:
+    """``True`` when any row is ``worse`` or ``newly failing``."""
+    return any(r.mark in REGRESSION_MARKS for r in rows)
+
+
+def _cell(x: float | None, *, signed: bool = False) -> str:
+    if x is None:
+        return "-"
+    return f"{x:+.4g}" if signed else f"{x:.4g}"
+
+
+def format_table(rows: list[CompareRow]) -> str:
+    """Plain-text table for the terminal: symbol, names, base, current, delta, CI, mark, reason;
+    then one line counting the marks."""
+    header = ("", "method", "dataset", "metric", "base", "current", "delta", "CI", "mark", "reason")
+    body = []
+    for r in rows:
+        ci = "-" if r.ci_low is None or r.ci_high is None else f"[{r.ci_low:+.3g}, {r.ci_high:+.3g}]"
+        body.append((MARK_SYMBOLS.get(r.mark, "?"), r.method, r.dataset, r.metric, _cell(r.base), _cell(r.current),
+                     _cell(r.delta, signed=True), ci, r.mark, r.reason))
+    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header) - 1)]
+    lines = []
+    for line in [header, *body]:
+        cells = [str(v).ljust(w) for v, w in zip(line[:-1], widths)]
+        lines.append("  ".join([*cells, str(line[-1])]).rstrip())
+    counts = {m: sum(r.mark == m for r in rows) for m in MARKS}
+    tally = ", ".join(f"{n} {m}" for m, n in counts.items() if n) or "nothing to compare"
+    lines.append(f"{len(rows)} row(s): {tally}")
+    return "\n".join(lines)
+
+
+def _json_num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def rows_to_json(rows: list[CompareRow]) -> list[dict]:
+    """JSON-safe dicts (non-finite numbers -> ``None``), each with its ``symbol``."""
+    out = []
+    for r in rows:
+        d = asdict(r)
+        for k in ("base", "current", "delta", "ci_low", "ci_high"):
+            d[k] = _json_num(d[k])
+        d["symbol"] = MARK_SYMBOLS.get(r.mark, "?")
+        out.append(d)
+    return out

@@ -1,0 +1,81 @@
+"""A split of one of our own HDF5 corpora as an evaluation set (``--root gauss20=corpus.h5``).
+
+For the ``gauss20`` corpus (Galetto & Deng): each sample is one 32x32 gray patch, given to
+methods as RGB (gray replicated, [0, 1]); targets ``sigma_map`` (the patch's Gaussian sigma
+in px, constant over the patch; 0 for class 0) and ``label`` (the class, 0..19).  The quick
+profile takes ``per_class`` patches per class (the first ones in canonical order).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from datagen.corpus import open_corpus
+from datagen.errors import SourceError, UserError
+
+from .base import Dataset, Sample
+
+_HANDLES: dict[str, object] = {}   # per process: h5py handles are neither picklable nor fork-safe
+
+
+def _handle(path: str):
+    key = f"{os.getpid()}:{path}"
+    if key not in _HANDLES:
+        _HANDLES[key] = open_corpus(path)
+    return _HANDLES[key]
+
+
+class Gauss20Split(Dataset):
+    NAME = "gauss20"
+    VERSION = "1"
+    TASK = "patch_blur"
+    TARGETS = ("sigma_map", "label")
+    DESCRIPTION = "a split of a gauss20 corpus built by datagen: 32x32 gray patches with their Gaussian sigma"
+
+    def __init__(self, root: str | Path, *, split: str = "test", per_class: int | None = None):
+        self.path = str(Path(root).absolute())
+        if Path(root).is_dir() or not Path(root).exists():
+            raise SourceError(f"gauss20 root {root} must be a corpus file built by `datagen build` (e.g. corpora/demo_gauss20.h5)")
+        try:
+            f = open_corpus(self.path)
+        except UserError:
+            raise
+        try:
+            if f.attrs.get("generator") != "gauss20":
+                raise SourceError(f"{root}: a {f.attrs.get('generator')!r} corpus, not gauss20")
+            if split not in f:
+                raise SourceError(f"{root}: no {split!r} split (has {', '.join(k for k in f if k != 'sources')})")
+            labels = f[split]["label"][...]
+            self.content = str(f.attrs["content_sha256"])
+        finally:
+            f.close()
+        rows = np.arange(len(labels))
+        if per_class:
+            rows = np.sort(np.concatenate([rows[labels == c][:per_class] for c in np.unique(labels)]))
+        self.split, self.per_class, self.rows = split, per_class, rows
+        if not len(rows):
+            raise SourceError(f"{root}: the {split!r} split is empty")
+
+    @property
+    def description(self) -> str:
+        cap = f", {self.per_class} per class" if self.per_class else ""
+        return f"{self.DESCRIPTION}; split {self.split}{cap}: {len(self.rows)} patches"
+
+    def keys(self) -> list[str]:
+        return [f"{self.split}:{r:07d}" for r in self.rows]
+
+    def load(self, key: str) -> Sample:
+        row = int(key.split(":")[1])
+        g = _handle(self.path)[self.split]
+        patch = g["image"][row].astype(np.float32) / np.float32(255.0)
+        sigma, label = float(g["sigma"][row]), int(g["label"][row])
+        return Sample(key, np.repeat(patch[..., None], 3, axis=2),
+                      {"sigma_map": np.full(patch.shape, sigma, np.float32), "label": np.array(label)},
+                      {"position": g["position"][row].tolist()})
+
+    @property
+    def dataset_id(self) -> str:
+        return hashlib.sha256(f"{self.content} {self.split} per_class={self.per_class}".encode()).hexdigest()[:16]

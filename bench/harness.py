@@ -1,0 +1,416 @@
+"""``bench run``: plan method x dataset x metric, predict and score on Dask, store, report.
+
+Plan
+    Every selected method meets every selected dataset.  A pair fits when the method's output
+    suits the dataset's task (:data:`FITS`); pairs that do not fit, and metrics that cannot
+    read a method's output (a sharpness score has no radius), are recorded as ``n/a`` with
+    the reason; metrics whose weights are missing as ``unavailable``.
+Execute
+    One Dask task per (method, dataset, chunk of samples) (:func:`run_job`): load, predict,
+    time, compute each metric's per-sample state, render preview thumbnails.  A crash is
+    recorded with its traceback (stage ``load``, ``predict`` or ``score``) and the run goes on
+    (``--keep-going``, default) or stops (``--fail-fast``).  Local runs use a
+    :func:`datagen.runner.connect` cluster of single-threaded worker processes, one per core;
+    ``scheduler=`` runs on an existing cluster.
+Reduce and store
+    The driver reduces states per (method, dataset, metric) (:meth:`Metric.reduce`) and
+    writes the run directory (:mod:`bench.store`).  A pair with any failed sample is reported
+    as ``failed`` (never a mean over the survivors).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+from pydantic import ValidationError
+
+from datagen.errors import UserError, unknown_name
+
+from . import datasets as ds_mod
+from .metrics import PredInfo, create_metric, get_metric, list_metrics
+from .store import FORMAT, FORMAT_VERSION, RunWriter, git_info, machine_info, new_run_id
+
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+#: Which method outputs each dataset task scores.
+FITS = {"detection": ("blur_map",), "defocus_map": ("blur_map",), "patch_blur": ("blur_map",),
+        "enhancement": ("enhanced_image", "restored_image"), "restoration": ("restored_image",)}
+#: Metrics run by default on each task.
+DEFAULT_METRICS = {
+    "detection": ("accuracy_alpha", "accuracy_oracle", "pr_hifst"),
+    "defocus_map": ("mae_radius", "mae_relative", "mae_dmenet"),
+    "patch_blur": ("mae_sigma", "level_accuracy"),
+    "enhancement": ("psnr", "ssim", "psnr_y", "ssim_y", "niqe", "brisque", "piqe"),
+    "restoration": ("psnr", "ssim", "psnr_y", "ssim_y", "niqe", "brisque", "piqe"),
+}
+PROFILE_DATASETS = {"quick": ("synth_detection", "synth_defocus", "synth_enhance"),
+                    "full": ("synth_detection", "synth_defocus", "synth_enhance", "cuhk", "rtf")}
+PREVIEWS_PER_DATASET = 3
+_VERSIONED = ("defocus-bench", "numpy", "scipy", "opencv-python", "scikit-image", "torch", "pyiqa", "dask",
+              "distributed", "pandas", "pyarrow", "h5py", "pillow")
+
+
+def select_methods(spec: str) -> list[str]:
+    from methods.registry import _table, list_methods
+    names = list_methods(spec)
+    for glob in (g.strip() for g in spec.split(",")):
+        if glob and glob != "all" and not list_methods(glob):
+            raise UserError(unknown_name("method", glob, _table()) if not any(c in glob for c in "*?[") else
+                            f"--methods {glob!r} matches no method; see bench list methods")
+    return names
+
+
+def select_metrics(spec: str | None) -> list[str] | None:
+    if not spec or spec == "all":
+        return None
+    names = list_metrics(spec)
+    for glob in (g.strip() for g in spec.split(",")):
+        if glob and not list_metrics(glob):
+            raise UserError(unknown_name("metric", glob, list_metrics()) if not any(c in glob for c in "*?[") else
+                            f"--metrics {glob!r} matches no metric; see bench list metrics")
+    return names
+
+
+def parse_roots(items: list[str] | dict | None) -> dict[str, str]:
+    if isinstance(items, dict):
+        return {str(k): str(v) for k, v in items.items()}
+    roots = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--root {item!r}: expected NAME=DIR, e.g. --root cuhk=/data/CUHK")
+        roots[name] = path
+    return roots
+
+
+@dataclass
+class Pair:
+    method: str
+    dataset: str
+    metrics: list[str]
+    na: dict[str, str] = field(default_factory=dict)           # metric -> why n/a
+    unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why unavailable
+    reason: str = ""                                           # whole pair n/a
+
+
+@dataclass
+class Job:
+    method: str
+    params: dict
+    device: str
+    dataset: object
+    dataset_name: str
+    keys: list[str]
+    metrics: list[str]
+    preview_keys: list[str]
+    info: PredInfo
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"{type(err).__name__}: {text}"[:500]
+
+
+def _check_prediction(pred, sample, provides: str) -> np.ndarray:
+    pred = np.asarray(pred)
+    h, w = sample.image.shape[:2]
+    want = (h, w) if provides == "blur_map" else (h, w, 3)
+    if pred.shape != want:
+        raise ValueError(f"prediction has shape {pred.shape}, expected {want}")
+    if not np.isfinite(pred).all():
+        raise ValueError("prediction has NaN or infinite values")
+    return pred.astype(np.float32, copy=False)
+
+
+def run_job(job: Job) -> dict:
+    """One Dask task: predict and score ``job.keys``; never raises for method/data errors."""
+    from methods import create_method
+
+    from . import previews
+
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    out = {"method": job.method, "dataset": job.dataset_name, "keys": list(job.keys),
+           "states": {m: {} for m in job.metrics}, "timings": [], "failures": [], "previews": {}}
+
+    def fail(key, stage, err):
+        out["failures"].append({"method": job.method, "dataset": job.dataset_name, "key": key, "stage": stage,
+                                "error": _one_line(err), "traceback": traceback.format_exc()})
+
+    try:
+        method = create_method(job.method, job.params, device=job.device)
+    except Exception as err:  # noqa: BLE001 - a broken method is data for the report
+        for key in job.keys:
+            fail(key, "predict", err)
+        return out
+    metrics = {name: create_metric(name, device=job.device) if name in _DEVICE_METRICS else create_metric(name)
+               for name in job.metrics}
+    for key in job.keys:
+        try:
+            sample = job.dataset.load(key)
+        except Exception as err:  # noqa: BLE001
+            fail(key, "load", err)
+            continue
+        try:
+            t0 = time.perf_counter()
+            pred = method.predict(sample.image)
+            seconds = time.perf_counter() - t0
+            pred = _check_prediction(pred, sample, job.info.provides)
+        except Exception as err:  # noqa: BLE001
+            fail(key, "predict", err)
+            continue
+        h, w = sample.image.shape[:2]
+        out["timings"].append({"method": job.method, "dataset": job.dataset_name, "key": key,
+                               "seconds": seconds, "megapixels": h * w / 1e6})
+        for name, metric in metrics.items():
+            try:
+                out["states"][name][key] = metric.per_sample(pred, sample, job.info)
+            except Exception as err:  # noqa: BLE001
+                fail(key, "score", err)
+        if key in job.preview_keys:
+            out["previews"][key] = {"input": previews.image_png(sample.image), "target": previews.target_png(sample.targets),
+                                    "output": previews.output_png(pred)}
+    return out
+
+
+_DEVICE_METRICS = {"niqe", "brisque", "piqe"}
+
+
+def plan(methods: list[str], datasets: dict[str, object], metric_names: list[str] | None) -> list[Pair]:
+    from methods import get_method
+    pairs = []
+    metric_objs = {}
+    for mname in methods:
+        cls = get_method(mname)
+        info = PredInfo(provides=cls.PROVIDES, units=cls.UNITS, higher=cls.HIGHER)
+        for dname, dset in datasets.items():
+            task = dset.TASK
+            if cls.PROVIDES not in FITS[task]:
+                pairs.append(Pair(mname, dname, [], reason=f"{mname} provides {cls.PROVIDES}; {dname} ({task}) scores "
+                                                           f"{' / '.join(FITS[task])}"))
+                continue
+            wanted = [m for m in DEFAULT_METRICS[task] if metric_names is None or m in metric_names]
+            if metric_names is not None:  # explicitly chosen metrics that suit this task
+                wanted += [m for m in metric_names if m not in wanted and get_metric(m).spec.task == task]
+            pair = Pair(mname, dname, [])
+            for m in wanted:
+                metric = metric_objs.setdefault(m, create_metric(m))
+                why = metric.applicable(info)
+                missing = [t for t in metric.spec.needs if t not in dset.TARGETS]
+                if missing:
+                    why = f"{dname} has no {', '.join(missing)}"
+                if why:
+                    pair.na[m] = why
+                    continue
+                gone = metric.unavailable()
+                if gone:
+                    pair.unavailable[m] = gone
+                    continue
+                pair.metrics.append(m)
+            pairs.append(pair)
+    return pairs
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for pkg in _VERSIONED:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _chunks(keys: list[str], workers: int) -> list[list[str]]:
+    n = max(1, math.ceil(len(keys) / max(1, 2 * workers)))
+    return [keys[i:i + n] for i in range(0, len(keys), n)]
+
+
+def _spec_dict(name: str) -> dict:
+    d = asdict(get_metric(name).spec)
+    d["needs"], d["accepts"], d["weights"] = list(d["needs"]), list(d["accepts"]), list(d["weights"])
+    return d
+
+
+def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str | None = None, profile: str = "quick",
+        roots: dict[str, str] | None = None, out: str | os.PathLike | None = None, device: str = "cpu",
+        fail_fast: bool = False, scheduler: str | None = None, workers: int | None = None, report: bool = True,
+        params: dict[str, dict] | None = None, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> tuple[Path, int]:
+    """Run the benchmark; returns ``(run directory, exit code)``.  Raises :class:`UserError` for bad input."""
+    from methods import get_method
+
+    t0 = time.perf_counter()
+    if profile not in PROFILE_DATASETS:
+        raise UserError(f"--profile {profile!r} is unknown; choose quick or full")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"--device {device!r} is unknown; choose cpu or cuda")
+    if device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is visible here; use --device cpu")
+    method_names = select_methods(methods)
+    metric_names = select_metrics(metrics)
+    roots = dict(roots or {})
+    names = list(datasets) if datasets else [d for d in PROFILE_DATASETS[profile] if d not in ds_mod.NEEDS_ROOT or d in roots]
+    for name in roots:
+        if name not in names:
+            if name not in ds_mod.DATASETS:
+                raise UserError(unknown_name("dataset", name, ds_mod.DATASETS) + " (in --root)")
+            names.append(name)
+    opened = {}
+    for name in names:
+        opened[name] = ds_mod.open_dataset(name, root=roots.get(name), profile=profile)
+        note = getattr(opened[name], "check_polarity", lambda: None)()
+        if note:
+            log(f"note: {note}")
+    params = params or {}
+    method_info = {}
+    for m in method_names:
+        cls = get_method(m)
+        try:
+            p = cls.Params.model_validate(params.get(m, {}))
+        except ValidationError as err:
+            raise UserError(f"--set for {m}: {' '.join(str(err).split())[:300]}") from None
+        method_info[m] = dict(cls.info(), params=p.model_dump(mode="json"))
+    pairs = plan(method_names, opened, metric_names)
+    used_metrics = sorted({m for p in pairs for m in (*p.metrics, *p.na, *p.unavailable)})
+    run_id = new_run_id()
+    out = Path(out) if out else Path("reports") / "runs" / run_id
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "run_id": run_id,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "profile": profile, "device": device,
+            "git": git_info(), "machine": machine_info(), "versions": _versions(), "methods": method_info,
+            "datasets": {n: {"dataset_id": d.dataset_id, "version": d.VERSION, "task": d.TASK, "n": len(d.keys()),
+                             "description": getattr(d, "description", d.DESCRIPTION)} for n, d in opened.items()},
+            "metrics": {m: _spec_dict(m) for m in used_metrics}}
+    writer = RunWriter(out, meta)
+    for p in pairs:
+        for m, why in ([(m, p.reason) for m in DEFAULT_METRICS[opened[p.dataset].TASK]] if p.reason else p.na.items()):
+            _summary_row(writer, p.method, p.dataset, m, "n/a", why)
+        for m, why in p.unavailable.items():
+            _summary_row(writer, p.method, p.dataset, m, "unavailable", why)
+    runnable = [p for p in pairs if not p.reason]
+    jobs = []
+    n_workers = workers or len(os.sched_getaffinity(0))
+    for p in runnable:
+        cls = get_method(p.method)
+        dset = opened[p.dataset]
+        keys = dset.keys()
+        for chunk in _chunks(keys, n_workers):
+            jobs.append(Job(p.method, method_info[p.method]["params"], device, dset, p.dataset, chunk, p.metrics,
+                            [k for k in chunk if k in keys[:PREVIEWS_PER_DATASET]],
+                            PredInfo(provides=cls.PROVIDES, units=cls.UNITS, higher=cls.HIGHER)))
+    if not jobs:
+        log("nothing to run: no method fits the selected datasets")
+        path = writer.finish(status="nothing ran", exit_code=EXIT_NOTHING, seconds=time.perf_counter() - t0)
+        return path, EXIT_NOTHING
+    log(f"bench run {run_id}: {len(method_names)} method(s) x {len(opened)} dataset(s), {len(jobs)} task(s) -> {out}")
+    results = _execute(jobs, scheduler=scheduler, workers=n_workers, fail_fast=fail_fast, log=log)
+    exit_code = _reduce(writer, runnable, opened, results)
+    status = "complete" if exit_code == EXIT_OK else "partial"
+    path = writer.finish(status=status, exit_code=exit_code, seconds=time.perf_counter() - t0)
+    if report:
+        from .report import write_report
+        write_report(path)
+    log(f"{status}: {path} ({time.perf_counter() - t0:.1f} s)")
+    return path, exit_code
+
+
+def _summary_row(writer: RunWriter, method: str, dataset: str, metric: str, status: str, reason: str = "",
+                 value: float = float("nan"), n: int = 0, extras: dict | None = None) -> None:
+    spec = get_metric(metric).spec
+    writer.summary.append({"method": method, "dataset": dataset, "metric": metric, "value": value, "n": n,
+                           "status": status, "reason": reason, "extras": json.dumps(extras or {}, sort_keys=True),
+                           "higher_is_better": spec.higher_is_better, "unit": spec.unit})
+
+
+def _execute(jobs: list[Job], *, scheduler, workers, fail_fast, log) -> list[dict]:
+    from distributed import as_completed
+
+    from datagen.runner import connect
+
+    client, cluster = connect(scheduler, workers)
+    results = []
+    try:
+        futures = [client.submit(run_job, j, pure=False) for j in jobs]
+        for done, fut in enumerate(as_completed(futures, loop=client.loop), start=1):
+            res = fut.result()
+            results.append(res)
+            if done == len(jobs) or done % max(1, len(jobs) // 10) == 0:
+                log(f"  {done}/{len(jobs)} tasks")
+            if fail_fast and res["failures"]:
+                log(f"--fail-fast: stopping after {res['failures'][0]['method']} failed on "
+                    f"{res['failures'][0]['dataset']}/{res['failures'][0]['key']}")
+                for other in futures:
+                    other.cancel()
+                break
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return results
+
+
+def _reduce(writer: RunWriter, pairs: list[Pair], opened: dict, results: list[dict]) -> int:
+    """Reduce per-sample states into summary/sample/curve rows; write previews; return the exit code."""
+    states: dict[tuple[str, str, str], dict] = {}
+    failures: dict[tuple[str, str], list[dict]] = {}
+    index: dict[tuple[str, str], dict] = {}
+    for res in results:
+        m, d = res["method"], res["dataset"]
+        writer.timings.extend(res["timings"])
+        writer.failures.extend(res["failures"])
+        failures.setdefault((m, d), []).extend(res["failures"])
+        for metric, per_key in res["states"].items():
+            states.setdefault((m, d, metric), {}).update(per_key)
+        for key, png in res["previews"].items():
+            folder = writer.previews / d
+            folder.mkdir(parents=True, exist_ok=True)
+            entry = index.setdefault((d, key), {"dataset": d, "key": key, "input": None, "target": None, "methods": {}})
+            for kind in ("input", "target"):
+                if png[kind] is not None and entry[kind] is None:
+                    (folder / f"{key}__{kind}.png").write_bytes(png[kind])
+                    entry[kind] = f"{d}/{key}__{kind}.png"
+            (folder / f"{key}__{m}.png").write_bytes(png["output"])
+            entry["methods"][m] = f"{d}/{key}__{m}.png"
+    (writer.previews / "index.json").write_text(json.dumps([index[k] for k in sorted(index)], indent=1))
+    for p in pairs:
+        n_total = len(opened[p.dataset].keys())
+        fails = failures.get((p.method, p.dataset), [])
+        for metric in p.metrics:
+            st = states.get((p.method, p.dataset, metric), {})
+            if len(st) < n_total:
+                scored = set(st)
+                first = next((f for f in fails if f["key"] not in scored), None)
+                why = first["error"] if first else "not run (--fail-fast stopped the run)"
+                _summary_row(writer, p.method, p.dataset, metric, "failed",
+                             f"{n_total - len(st)} of {n_total} samples failed: {why}")
+                continue
+            result = get_metric(metric)().reduce(st)
+            _summary_row(writer, p.method, p.dataset, metric, "ok", value=float(result.value), n=len(st),
+                         extras=result.extras)
+            writer.samples.extend({"method": p.method, "dataset": p.dataset, "metric": metric, "key": k, "value": float(v)}
+                                  for k, v in sorted(result.per_sample.items()))
+            for curve, series in result.curves.items():
+                if not {"precision", "recall"} <= set(series):
+                    continue  # curves.parquet holds precision/recall curves; others stay in the metric's extras
+                n_points = len(series["precision"])
+                for i in range(n_points):
+                    writer.curves.append({"method": p.method, "dataset": p.dataset, "metric": metric, "curve": curve,
+                                          "point": i, **{c: float(series[c][i]) if c in series else float("nan")
+                                                         for c in ("threshold", "precision", "recall")}})
+    incomplete = any(len(states.get((p.method, p.dataset, m), {})) < len(opened[p.dataset].keys())
+                     for p in pairs for m in p.metrics)
+    return EXIT_PARTIAL if writer.failures or incomplete else EXIT_OK

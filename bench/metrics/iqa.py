@@ -1,0 +1,299 @@
+"""No-reference IQA through pyiqa: NIQE, BRISQUE, PIQE (lower = better for all three).
+
+pyiqa is imported lazily, inside the functions that score (``import pyiqa`` takes 5-7 s), and each
+pyiqa metric is created once per process and device (:func:`_pyiqa_metric`), on CPU by default.
+
+Offline by construction: left alone, pyiqa looks for its model files in
+``torch.hub.get_dir()/pyiqa`` (``$TORCH_HOME/hub/pyiqa``) and downloads a missing one from
+huggingface.co (``load_file_from_url``), which it does only when a metric is created without
+``pretrained_model_path``.  NIQE and BRISQUE always get the file :mod:`bench.weights` stored
+(``bench weights import niqe|brisque FILE``), PIQE needs none.  When a file is missing the metric
+says so (:meth:`Metric.unavailable`) and :func:`score_image` raises :class:`WeightsMissing`;
+nothing ever reaches for the network.
+
+Input: the prediction (``enhanced_image`` / ``restored_image``), ``float32 (H, W, 3)`` RGB in
+[0, 1] (:mod:`methods.base`), clipped to [0, 1] and given to pyiqa unresized as a
+``(1, 3, H, W)`` float32 tensor, exactly as pyiqa's ``imread2tensor`` would give an 8-bit file.
+
+BRISQUE: pyiqa's ``brisque`` evaluates the SVR in float32, where the sum of 774 terms of up to
++-1024 leaves about +-0.005 of rounding that changes with the torch thread count.  We compute
+pyiqa's features with pyiqa's own functions and evaluate the same SVR (same model, gamma, rho,
+feature scaling) in float64: the result no longer depends on threads and reproduces pyiqa's
+published calibration values (94.645 / -0.108 / 1.077 / 5.142 / 66.839).
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.weights import WEIGHTS, weight_path
+from datagen.errors import UserError, unknown_name
+
+from .base import Metric, MetricResult, MetricSpec, PredInfo, mean_result
+
+__all__ = [
+    "BRISQUE",
+    "IQA_METRICS",
+    "NIQE",
+    "PIQE",
+    "ImageTooSmall",
+    "WeightsMissing",
+    "missing_reason",
+    "score_image",
+]
+
+PYIQA_VERSION = "0.1.16"
+VERSION = f"pyiqa-{PYIQA_VERSION}/1"
+
+#: our name -> (pyiqa metric name, weight name in bench.weights or None, smallest side in pixels)
+IQA_METRICS: dict[str, tuple[str, str | None, int]] = {
+    "niqe": ("niqe", "niqe", 96),        # pyiqa's NIQE works on 96x96 blocks; smaller images fail
+    "brisque": ("brisque", "brisque", 16),
+    "piqe": ("piqe", None, 16),          # PIQE's 16x16 blocks
+}
+
+
+class WeightsMissing(UserError):
+    """A metric's weight file has not been imported (``bench weights import NAME FILE``)."""
+
+
+class ImageTooSmall(UserError):
+    """The image is smaller than the metric's blocks."""
+
+
+def missing_reason(name: str) -> str | None:
+    """``None`` when metric ``name`` can run here, else the one-line ``unavailable (...)`` reason."""
+    if importlib.util.find_spec("pyiqa") is None:
+        return "unavailable (pyiqa not installed; run: pip install pyiqa)"
+    weight = _entry(name)[1]
+    if weight is not None:
+        path = weight_path(weight)
+        if not path.is_file():
+            return f"unavailable (weights missing: {path}; run: bench weights import {weight} FILE)"
+    return None
+
+
+def _entry(name: str) -> tuple[str, str | None, int]:
+    if name not in IQA_METRICS:
+        raise KeyError(unknown_name("IQA metric", name, IQA_METRICS))
+    return IQA_METRICS[name]
+
+
+# --------------------------------------------------------------------------------------------
+# pyiqa, created once per process
+# --------------------------------------------------------------------------------------------
+
+#: key -> (pyiqa metric, its lock): pyiqa modules keep state (PIQE's ``self.results``), so one
+#: thread at a time runs a given metric (threaded Dask workers share the process cache)
+_CACHE: dict[tuple, tuple[Any, threading.Lock]] = {}
+_LOCK = threading.Lock()
+
+
+def _pyiqa_metric(name: str, device: str):
+    """The pyiqa metric for ``name`` on ``device``, created once per process."""
+    return _cached(name, device)[0]
+
+
+def _cached(name: str, device: str) -> tuple[Any, threading.Lock]:
+    """(metric, lock), created on first use; keyed by the weight file, so a re-imported file is picked up."""
+    pyiqa_name, weight, _ = _entry(name)
+    kwargs: dict[str, Any] = {}
+    key: tuple = (name, str(device))
+    if weight is not None:
+        path = weight_path(weight)
+        try:
+            stat = path.stat()
+        except OSError:
+            stat = None
+        if stat is None or not path.is_file():
+            raise WeightsMissing(f"{name}: weights missing: {path}; run: bench weights import {weight} FILE")
+        kwargs["pretrained_model_path"] = str(path)    # never let pyiqa look for (download) its own
+        key += (str(path), stat.st_mtime_ns, stat.st_size)
+    with _LOCK:
+        entry = _CACHE.get(key)
+        if entry is None:
+            import pyiqa
+
+            metric = pyiqa.create_metric(pyiqa_name, device=device, **kwargs)
+            metric.eval()
+            for old in [k for k in _CACHE if k[:2] == key[:2]]:   # drop a stale file's model
+                del _CACHE[old]
+            entry = _CACHE[key] = (metric, threading.Lock())
+    return entry
+
+
+def _check(image: np.ndarray, name: str) -> np.ndarray:
+    """Validate a prediction and return it as float32 clipped to [0, 1]."""
+    from methods.base import check_image
+
+    if not np.issubdtype(np.asarray(image).dtype, np.floating):
+        raise ValueError(f"{name}: expected a float image in [0, 1], got dtype {np.asarray(image).dtype}")
+    image = check_image(image)
+    h, w = image.shape[:2]
+    min_side = _entry(name)[2]
+    if min(h, w) < min_side:
+        raise ImageTooSmall(f"{name} needs images of at least {min_side}x{min_side} pixels, got {h}x{w}")
+    if image.size and (float(image.max()) > 2.0 or float(image.min()) < -1.0):
+        raise ValueError(f"{name}: image values span {image.min():.3g}..{image.max():.3g}; expected [0, 1] "
+                         "(a 0..255 image?)")
+    return np.clip(image, 0.0, 1.0)
+
+
+def _is_flat(image: np.ndarray) -> bool:
+    """True when the 8-bit luma pyiqa works on is constant: NIQE / BRISQUE are undefined there."""
+    luma = np.rint((image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) * 255.0)
+    return float(luma.max() - luma.min()) == 0.0
+
+
+def _brisque_float64_svm(net, x) -> float:
+    """pyiqa's BRISQUE ("original" version) with the SVR evaluated in float64 (see module doc)."""
+    import torch
+    from pyiqa.archs.brisque_arch import (
+        natural_scene_statistics,
+        rbf_kernel,
+        scale_features,
+    )
+    from pyiqa.matlab_utils import imresize
+    from pyiqa.utils.color_util import to_y_channel
+
+    x = to_y_channel(x, 255.0)
+    features = []
+    for _ in range(2):
+        features.append(natural_scene_statistics(x, net.kernel_size, net.kernel_sigma))
+        x = imresize(x, scale=0.5, antialiasing=True)
+    feats = scale_features(torch.cat(features, dim=-1).to(torch.float64)).to(torch.float64)
+    sv = net.sv.to(device=feats.device, dtype=torch.float64)      # pyiqa stores sv / scale (scale 1)
+    coef = net.sv_coef.to(device=feats.device, dtype=torch.float64)
+    score = rbf_kernel(feats, sv.t(), gamma=net.gamma) @ coef - net.rho
+    return float(score.reshape(-1)[0])
+
+
+def score_image(name: str, image: np.ndarray, *, device: str = "cpu") -> float:
+    """Score one ``(H, W, 3)`` RGB image in [0, 1] with NIQE / BRISQUE / PIQE (lower = better).
+
+    Returns NaN for an image whose 8-bit luma is constant (the statistics are undefined there).
+    Raises :class:`WeightsMissing` when the metric's weight file is not imported,
+    :class:`ImageTooSmall` below the metric's smallest size, ``ValueError`` for a malformed array
+    (not float, not ``(H, W, 3)``, NaN, or values far outside [0, 1]); small overshoot is clipped.
+    """
+    import torch
+
+    metric, lock = _cached(name, device)
+    image = _check(image, name)
+    if _is_flat(image):
+        return float("nan")
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
+    with lock, torch.inference_mode():
+        net = metric.net
+        try:
+            if name == "brisque" and getattr(net, "version", "original") == "original":
+                return _brisque_float64_svm(net, x)
+            return float(metric(x).reshape(-1)[0])
+        except torch.linalg.LinAlgError:      # NIQE: every block flat -> no covariance
+            return float("nan")
+
+
+# --------------------------------------------------------------------------------------------
+# Metric classes
+# --------------------------------------------------------------------------------------------
+
+_INPUT = "enhanced/restored image, RGB float32 in [0,1] (clipped), unresized, 1x3xHxW float32 tensor"
+
+
+class _PyIQAMetric(Metric):
+    """Options: ``device`` (default ``"cpu"``)."""
+
+    def unavailable(self) -> str | None:
+        return missing_reason(self.spec.name)
+
+    def per_sample(self, pred: np.ndarray, sample, info: PredInfo) -> dict[str, Any]:
+        value = score_image(self.spec.name, pred, device=self.options.get("device") or "cpu")
+        return {"value": float(value) if math.isfinite(value) else float("nan")}
+
+    def reduce(self, states: dict[str, dict[str, Any]]) -> MetricResult:
+        return mean_result(states)
+
+
+def _weights_file(name: str) -> str:
+    return WEIGHTS[name].filename
+
+
+class NIQE(_PyIQAMetric):
+    spec = MetricSpec(
+        name="niqe",
+        task="nr_iqa",
+        needs=(),
+        accepts=("enhanced_image", "restored_image"),
+        higher_is_better=False,                 # pyiqa: lower_better True
+        unit="score",
+        version=VERSION,
+        threshold=0.05,
+        conventions={
+            "implementation": "pyiqa.create_metric('niqe', pretrained_model_path=<weights>)",
+            "input": _INPUT,
+            "channel": "Y of YIQ scaled to 0..255 and rounded (pyiqa test_y_channel=True, color_space='yiq')",
+            "block_size": 96,
+            "crop_border": 0,
+            "min_size": 96,
+            "model": f"{_weights_file('niqe')} (pristine MVG of the MATLAB NIQE release; bench weights 'niqe')",
+            "range": "~0..~100, lower = more natural",
+        },
+        description="NIQE (Mittal et al. 2012): distance of the image's NSS statistics to a pristine model",
+        weights=("niqe",),
+    )
+
+
+class BRISQUE(_PyIQAMetric):
+    spec = MetricSpec(
+        name="brisque",
+        task="nr_iqa",
+        needs=(),
+        accepts=("enhanced_image", "restored_image"),
+        higher_is_better=False,                 # pyiqa: lower_better True
+        unit="score",
+        version=VERSION,
+        threshold=0.5,
+        conventions={
+            "implementation": "pyiqa BRISQUE version 'original' (features), SVR evaluated in float64",
+            "input": _INPUT,
+            "channel": "Y of YIQ scaled to 0..255 and rounded (pyiqa test_y_channel=True)",
+            "kernel": "Gaussian 7x7, sigma 7/6; 2 scales (imresize 0.5, antialiased)",
+            "svr": "RBF gamma 0.05, rho -153.591, LIVE feature ranges (pyiqa built-ins)",
+            "min_size": 16,
+            "model": f"{_weights_file('brisque')} (official LIVE allmodel, 774 SVs; bench weights 'brisque')",
+            "range": "~0..~150, lower = better",
+        },
+        description="BRISQUE (Mittal et al. 2012): SVR on spatial NSS features, trained on LIVE",
+        weights=("brisque",),
+    )
+
+
+class PIQE(_PyIQAMetric):
+    spec = MetricSpec(
+        name="piqe",
+        task="nr_iqa",
+        needs=(),
+        accepts=("enhanced_image", "restored_image"),
+        higher_is_better=False,                 # pyiqa: lower_better True
+        unit="score",
+        version=VERSION,
+        threshold=0.5,
+        conventions={
+            "implementation": "pyiqa.create_metric('piqe') (no model file)",
+            "input": _INPUT,
+            "block_size": 16,
+            "min_size": 16,
+            "range": "0..100, lower = better",
+        },
+        description="PIQE (Venkatanath et al. 2015): block-wise distortion estimate, no training",
+    )
+
+
+def weight_files() -> dict[str, Path]:
+    """Metric name -> the weight file it reads (for reports)."""
+    return {n: weight_path(w) for n, (_, w, _) in IQA_METRICS.items() if w is not None}

@@ -1,0 +1,292 @@
+"""bench.compare: marks, the paired bootstrap, status transitions and bad input, on tiny run
+directories written here with pandas in the store's schema (run.json, summary.parquet, samples.parquet)."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.compare import (
+    MARK_SYMBOLS,
+    CompareRow,
+    compare_runs,
+    format_table,
+    has_regression,
+    paired_bootstrap,
+    rows_to_json,
+)
+from datagen.errors import UserError
+
+N = 40
+KEYS = [f"img{i:03d}" for i in range(N)]
+
+META = {
+    "format": "defocusbench-run",
+    "methods": {"zhuo": {"version": "1", "params": {"lam": 0.001}}, "nlbm": {"version": "2", "params": {}}},
+    "datasets": {"rtf": {"dataset_id": "rtf-aaaa"}, "synth_enhance": {"dataset_id": "se-bbbb"}},
+    "metrics": {
+        "mae_radius": {"version": "1", "higher_is_better": False, "threshold": 0.005, "unit": "px",
+                       "conventions": {"crop": None}},
+        "psnr": {"version": "1", "higher_is_better": True, "threshold": 0.05, "unit": "dB", "conventions": {}},
+    },
+}
+
+
+def base_values(seed: int = 1) -> dict[tuple[str, str, str], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {("zhuo", "rtf", "mae_radius"): 0.17 + 0.05 * rng.random(N),
+            ("nlbm", "rtf", "mae_radius"): 0.30 + 0.05 * rng.random(N),
+            ("zhuo", "synth_enhance", "psnr"): 25 + 2 * rng.random(N)}
+
+
+def write_run(path, values: dict, *, meta: dict | None = None, status: dict | None = None, samples: bool = True):
+    """One run directory: ``values`` maps (method, dataset, metric) -> per-sample array (or a
+    float headline with no samples); ``status`` maps a key to (status, reason)."""
+    meta = copy.deepcopy(META if meta is None else meta)
+    status = status or {}
+    path.mkdir(parents=True)
+    (path / "run.json").write_text(json.dumps(meta))
+    srows, prows = [], []
+    for (m, d, metric), vals in values.items():
+        st, reason = status.get((m, d, metric), ("ok", ""))
+        spec = meta["metrics"][metric]
+        arr = np.atleast_1d(np.asarray(vals, dtype=float))
+        ok = st == "ok"
+        srows.append({"method": m, "dataset": d, "metric": metric, "value": float(arr.mean()) if ok else float("nan"),
+                      "n": int(arr.size) if ok else 0, "status": st, "reason": reason, "extras": "{}",
+                      "higher_is_better": spec["higher_is_better"], "unit": spec["unit"]})
+        if ok and np.ndim(vals) > 0:
+            prows += [{"method": m, "dataset": d, "metric": metric, "key": KEYS[i], "value": float(v)}
+                      for i, v in enumerate(arr)]
+    pd.DataFrame(srows).to_parquet(path / "summary.parquet", index=False)
+    if samples:
+        pd.DataFrame(prows, columns=["method", "dataset", "metric", "key", "value"]).to_parquet(
+            path / "samples.parquet", index=False)
+    return path
+
+
+def by_key(rows: list[CompareRow]) -> dict[tuple[str, str, str], CompareRow]:
+    return {(r.method, r.dataset, r.metric): r for r in rows}
+
+
+ZR = ("zhuo", "rtf", "mae_radius")
+NR = ("nlbm", "rtf", "mae_radius")
+ZP = ("zhuo", "synth_enhance", "psnr")
+
+
+def test_identical_runs_are_unchanged(tmp_path):
+    vals = base_values()
+    a, b = write_run(tmp_path / "a", vals), write_run(tmp_path / "b", vals)
+    rows = compare_runs(a, b)
+    assert [(r.method, r.dataset, r.metric) for r in rows] == sorted([ZR, NR, ZP])
+    assert all(r.mark == "unchanged" for r in rows)
+    assert all(r.delta == 0 and r.ci_low == 0 and r.ci_high == 0 and r.n_pairs == N for r in rows)
+    assert not has_regression(rows)
+
+
+def test_clear_degradation_is_worse_in_both_directions(tmp_path):
+    vals = base_values()
+    rng = np.random.default_rng(7)
+    cur = dict(vals)
+    cur[ZR] = vals[ZR] + 0.05 + 0.01 * rng.standard_normal(N)      # lower is better: up = worse
+    cur[ZP] = vals[ZP] - 1.0 + 0.1 * rng.standard_normal(N)        # higher is better: down = worse
+    rows = by_key(compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur)))
+    assert rows[ZR].mark == "worse" and rows[ZR].delta > 0 and rows[ZR].ci_low > 0
+    assert rows[ZP].mark == "worse" and rows[ZP].delta < 0 and rows[ZP].ci_high < 0
+    assert rows[NR].mark == "unchanged"
+    assert rows[ZR].higher_is_better is False and rows[ZP].higher_is_better is True
+    assert "CI excludes 0" in rows[ZR].reason
+    assert has_regression(list(rows.values()))
+
+
+def test_clear_improvement_is_better(tmp_path):
+    vals = base_values()
+    cur = dict(vals)
+    cur[ZR] = vals[ZR] - 0.03      # lower error
+    cur[ZP] = vals[ZP] + 0.5       # higher PSNR
+    rows = by_key(compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur)))
+    assert rows[ZR].mark == "better" and rows[ZP].mark == "better"
+    assert not has_regression(list(rows.values()))
+
+
+def test_significant_but_below_threshold_is_unchanged(tmp_path):
+    vals = base_values()
+    cur = dict(vals)
+    cur[ZR] = vals[ZR] + 0.001     # every image worse, but below the 0.005 px threshold
+    row = by_key(compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur)))[ZR]
+    assert row.ci_low > 0                          # the bootstrap alone would flag it
+    assert row.mark == "unchanged"
+    assert "threshold" in row.reason
+
+
+def test_noise_only_change_is_unchanged(tmp_path):
+    vals = base_values()
+    cur = dict(vals)
+    noise = np.where(np.arange(N) % 2 == 0, 0.5, -0.48)   # mean +0.01 > threshold, huge spread
+    cur[ZR] = vals[ZR] + noise
+    row = by_key(compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur)))[ZR]
+    assert abs(row.delta) > 0.005
+    assert row.ci_low < 0 < row.ci_high
+    assert row.mark == "unchanged" and "includes 0" in row.reason
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: m["datasets"]["rtf"].update(dataset_id="rtf-cccc"), "dataset id changed"),
+    (lambda m: m["methods"]["zhuo"].update(version="2"), "method version changed"),
+    (lambda m: m["methods"]["zhuo"].update(params={"lam": 0.01}), "method params changed (lam 0.001 -> 0.01)"),
+    (lambda m: m["metrics"]["mae_radius"].update(version="2"), "metric version changed"),
+    (lambda m: m["metrics"]["mae_radius"].update(conventions={"crop": "rtf340"}), "metric conventions changed"),
+])
+def test_changed_configuration_is_not_comparable(tmp_path, change, words):
+    vals = base_values()
+    meta = copy.deepcopy(META)
+    change(meta)
+    cur = dict(vals)
+    cur[ZR] = vals[ZR] + 1.0       # would be "worse" if compared
+    rows = by_key(compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur, meta=meta)))
+    assert rows[ZR].mark == "not comparable"
+    assert words in rows[ZR].reason
+    assert rows[ZR].ci_low is None
+    assert not has_regression(list(rows.values()))
+
+
+def test_status_transitions(tmp_path):
+    vals = base_values()
+    na = ("nlbm", "synth_enhance", "psnr")
+    vals[na] = 0.0
+    base_status = {NR: ("failed", "boom"), na: ("n/a", "nlbm provides blur_map")}
+    cur_status = {ZR: ("failed", "3 of 40 samples failed: ValueError"), na: ("n/a", "nlbm provides blur_map")}
+    rows = by_key(compare_runs(write_run(tmp_path / "a", vals, status=base_status),
+                               write_run(tmp_path / "b", vals, status=cur_status)))
+    assert rows[ZR].mark == "newly failing" and "3 of 40" in rows[ZR].reason and rows[ZR].current is None
+    assert rows[NR].mark == "fixed"
+    assert rows[na].mark == "unchanged" and "n/a in both" in rows[na].reason
+    assert rows[ZP].mark == "unchanged"
+    assert has_regression(list(rows.values()))
+
+
+def test_failed_in_both_and_ok_to_unavailable(tmp_path):
+    vals = base_values()
+    rows = by_key(compare_runs(
+        write_run(tmp_path / "a", vals, status={ZR: ("failed", "x")}),
+        write_run(tmp_path / "b", vals, status={ZR: ("failed", "y"), ZP: ("unavailable", "weights missing")})))
+    assert rows[ZR].mark == "unchanged" and "failed in both" in rows[ZR].reason
+    assert rows[ZP].mark == "not comparable" and "ok -> unavailable" in rows[ZP].reason
+
+
+def test_new_and_missing(tmp_path):
+    vals = base_values()
+    cur = dict(vals)
+    del cur[NR]
+    cur[("galetto", "rtf", "mae_radius")] = vals[NR]
+    meta = copy.deepcopy(META)
+    meta["methods"]["galetto"] = {"version": "1", "params": {}}
+    rows = by_key(compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur, meta=meta)))
+    assert rows[NR].mark == "missing" and rows[NR].base is not None and rows[NR].current is None
+    assert rows[("galetto", "rtf", "mae_radius")].mark == "new"
+    assert not has_regression(list(rows.values()))
+
+
+def test_single_sample_falls_back_to_threshold_rule(tmp_path):
+    base = {ZR: [0.20]}
+    a = write_run(tmp_path / "a", base)
+    row = compare_runs(a, write_run(tmp_path / "b", {ZR: [0.30]}))[0]
+    assert row.mark == "worse" and row.ci_low is None and "threshold rule only" in row.reason
+    row = compare_runs(a, write_run(tmp_path / "c", {ZR: [0.203]}))[0]
+    assert row.mark == "unchanged" and "threshold rule only" in row.reason
+
+
+def test_missing_samples_file_falls_back_and_says_so(tmp_path):
+    vals = base_values()
+    cur = dict(vals)
+    cur[ZP] = vals[ZP] + 0.5
+    rows = by_key(compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur, samples=False)))
+    assert rows[ZP].mark == "better"
+    assert "threshold rule only" in rows[ZP].reason and "no samples.parquet" in rows[ZP].reason
+
+
+def test_bootstrap_is_deterministic(tmp_path):
+    vals = base_values()
+    rng = np.random.default_rng(3)
+    cur = {k: v + 0.01 * rng.standard_normal(N) for k, v in vals.items()}
+    a, b = write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur)
+    one = [(r.ci_low, r.ci_high) for r in compare_runs(a, b, seed=5)]
+    two = [(r.ci_low, r.ci_high) for r in compare_runs(a, b, seed=5)]
+    other = [(r.ci_low, r.ci_high) for r in compare_runs(a, b, seed=6)]
+    assert one == two
+    assert one != other
+    # a row's interval does not depend on which other rows exist
+    only = write_run(tmp_path / "c", {ZR: vals[ZR]})
+    only_cur = write_run(tmp_path / "d", {ZR: cur[ZR]})
+    alone = compare_runs(only, only_cur, seed=5)[0]
+    together = by_key(compare_runs(a, b, seed=5))[ZR]
+    assert (alone.ci_low, alone.ci_high) == (together.ci_low, together.ci_high)
+
+
+def test_paired_bootstrap_function():
+    d = np.linspace(-1, 1, 21) + 0.5
+    lo, hi = paired_bootstrap(d, n_boot=4000, confidence=0.9, rng=0)
+    assert lo < 0.5 < hi
+    assert (lo, hi) == paired_bootstrap(d, n_boot=4000, confidence=0.9, rng=0)
+    assert paired_bootstrap(np.full(5, 0.2), rng=1) == pytest.approx((0.2, 0.2))
+    with pytest.raises(ValueError):
+        paired_bootstrap([], rng=0)
+    with pytest.raises(ValueError):
+        paired_bootstrap([1.0, 2.0], confidence=1.5)
+
+
+def test_sample_order_does_not_matter(tmp_path):
+    vals = base_values()
+    rng = np.random.default_rng(9)
+    cur = {k: v + 0.02 * rng.standard_normal(N) for k, v in vals.items()}
+    a, b = write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur)
+    df = pd.read_parquet(b / "samples.parquet")
+    df.sample(frac=1.0, random_state=0).to_parquet(b / "samples.parquet", index=False)
+    c = write_run(tmp_path / "c", cur)
+    assert [(r.ci_low, r.ci_high) for r in compare_runs(a, b)] == [(r.ci_low, r.ci_high) for r in compare_runs(a, c)]
+
+
+def test_bad_input_is_a_one_line_user_error(tmp_path):
+    good = write_run(tmp_path / "good", base_values())
+    with pytest.raises(UserError, match="not a folder"):
+        compare_runs(tmp_path / "nope", good)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="run.json is missing"):
+        compare_runs(good, empty)
+    no_summary = tmp_path / "nosum"
+    no_summary.mkdir()
+    (no_summary / "run.json").write_text(json.dumps(META))
+    with pytest.raises(UserError, match="summary.parquet is missing"):
+        compare_runs(good, no_summary)
+    (no_summary / "summary.parquet").write_bytes(b"not parquet")
+    with pytest.raises(UserError, match="unreadable") as err:
+        compare_runs(good, no_summary)
+    assert "\n" not in str(err.value)
+    (no_summary / "run.json").write_text("{broken")
+    with pytest.raises(UserError, match="run.json is unreadable"):
+        compare_runs(good, no_summary)
+    with pytest.raises(UserError, match="confidence"):
+        compare_runs(good, good, confidence=95)
+
+
+def test_format_table_and_json(tmp_path):
+    vals = base_values()
+    cur = dict(vals)
+    cur[ZR] = vals[ZR] + 0.05
+    rows = compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur, status={ZP: ("failed", "oom")}))
+    text = format_table(rows)
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["method", "dataset", "metric"]
+    assert any(line.startswith("+") and "mae_radius" in line and "worse" in line for line in lines)
+    assert any(line.startswith("!") and "newly failing" in line for line in lines)
+    assert lines[-1].startswith("3 row(s):") and "1 worse" in lines[-1]
+    js = rows_to_json(rows)
+    json.dumps(js, allow_nan=False)
+    assert {d["mark"] for d in js} == {"worse", "newly failing", "unchanged"}
+    assert {d["symbol"] for d in js} == {"+", "!", " "}
+    assert set(MARK_SYMBOLS) == {"worse", "better", "unchanged", "not comparable", "newly failing", "fixed", "new",
+                                 "missing"}

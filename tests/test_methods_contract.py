@@ -1,0 +1,87 @@
+"""The method protocol, checked on every registered method (methods.list_methods())."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from methods import base, create_method, get_method, list_methods
+
+NAMES = list_methods()
+INFO_KEYS = {"name", "version", "provides", "units", "higher", "description", "reference", "weights", "params"}
+
+
+def _image(height: int = 48, width: int = 64) -> np.ndarray:
+    """Small RGB in [0, 1] with edges, texture and a smooth part, so every method has something to see."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    checker = ((x // 8 + y // 6) % 2).astype(np.float64)
+    noise = rng.random((height, width))
+    gray = np.where(x < width // 2, 0.6 * checker + 0.4 * noise, 0.3 + 0.4 * x / width)
+    rgb = np.stack([gray, 0.8 * gray + 0.1, 1.0 - gray], axis=-1)
+    return np.clip(rgb, 0, 1).astype(np.float32)
+
+
+def _needs_weights(name: str) -> bool:
+    return bool(get_method(name).WEIGHTS)
+
+
+def test_registry_lists_the_classical_methods():
+    for name in ("zhuo_sim2011", "var_laplacian", "local_entropy", "local_std", "unsharp_mask"):
+        assert name in NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_info_and_declarations(name):
+    method = create_method(name)
+    info = method.info()
+    assert INFO_KEYS <= set(info)
+    assert info["name"] == name == method.NAME
+    assert isinstance(info["version"], str) and info["version"]
+    assert info["provides"] in base.PROVIDES
+    assert info["units"] in base.UNITS
+    assert info["higher"] in base.HIGHER
+    assert info["description"] and isinstance(info["reference"], str)
+    if info["provides"] == "blur_map":
+        assert info["higher"] in ("blurred", "sharp") and info["units"] != "image"
+    else:
+        assert info["units"] == "image"
+    # Params: defaults round-trip, unknown keys are rejected, instances are immutable
+    assert create_method(name, info["params"]).params == method.params
+    with pytest.raises(ValueError):
+        create_method(name, {"no_such_parameter": 1})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_predict_shape_dtype_finite_and_deterministic(name):
+    if _needs_weights(name):
+        pytest.skip(f"{name} needs weights ({', '.join(get_method(name).WEIGHTS)})")
+    method = create_method(name)
+    img = _image()
+    before = img.copy()
+    out = method.predict(img)
+    assert np.array_equal(img, before), "predict must not modify its input"
+    expected = (48, 64) if method.PROVIDES == "blur_map" else (48, 64, 3)
+    assert isinstance(out, np.ndarray) and out.shape == expected and out.dtype == np.float32
+    assert np.isfinite(out).all()
+    if method.PROVIDES != "blur_map":
+        assert out.min() >= 0.0 and out.max() <= 1.0
+    again = method.predict(img.copy())
+    np.testing.assert_array_equal(out, again)
+    # float64 input is accepted the same way
+    np.testing.assert_allclose(method.predict(img.astype(np.float64)), out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", [(48, 64), (48, 64, 4), (48, 64, 1), (2, 48, 64, 3)])
+def test_wrong_shape_raises_value_error(name, shape):
+    method = create_method(name)
+    with pytest.raises(ValueError):
+        method.predict(np.zeros(shape, dtype=np.float32))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_input_raises_value_error(name):
+    img = _image()
+    img[3, 4, 1] = np.nan
+    with pytest.raises(ValueError):
+        create_method(name).predict(img)

@@ -1,0 +1,371 @@
+"""bench.report: a self-contained HTML report from a synthetic run directory (and headless Chromium)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+import types
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench.report import render_report, write_report
+
+from .browser import render_in_chromium
+
+METHODS = ["sharpnet", "blurmap<x>", "brokenmethod"]
+DATASETS = ["cuhk_det", "gauss20"]
+EVIL = "<b>bold</b> & \"quoted\""
+
+METRICS = {
+    "f_max": {"task": "detection", "higher_is_better": True, "unit": ""},
+    "auc_pr": {"task": "detection", "higher_is_better": True, "unit": ""},
+    "mae": {"task": "detection", "higher_is_better": False, "unit": ""},
+    "mae_sigma": {"task": "estimation", "higher_is_better": False, "unit": "px"},
+    "spearman": {"task": "estimation", "higher_is_better": True, "unit": ""},
+}
+# (dataset, metric) -> {method: value}; brokenmethod fails everywhere
+VALUES = {
+    ("cuhk_det", "f_max"): {"sharpnet": 0.81, "blurmap<x>": 0.74},
+    ("cuhk_det", "auc_pr"): {"sharpnet": 0.70},          # blurmap<x>: unavailable
+    ("cuhk_det", "mae"): {"sharpnet": 0.21, "blurmap<x>": 0.12},
+    ("gauss20", "mae_sigma"): {"sharpnet": 1.9, "blurmap<x>": 1.4},
+    ("gauss20", "spearman"): {"sharpnet": 0.66},         # blurmap<x>: n/a
+}
+NA_REASON = "method provides relative blur only"
+UNAVAILABLE_REASON = "needs scikit-learn"
+FAIL_ERROR = f"RuntimeError: CUDA kernel exploded {EVIL}"
+
+
+def _png(path: Path, seed: int, size=(48, 32)) -> None:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def make_run(root: Path, run_id: str = "run-current", *, shift: float = 0.0) -> Path:
+    """A run directory following the runner's schema: 2 datasets, 3 methods (one failing)."""
+    root.mkdir(parents=True, exist_ok=True)
+    methods = {m: {"name": m, "version": "1.0", "provides": "blur_map", "units": "sigma_px",
+                   "higher": "blurrier", "description": f"method {m}", "reference": "https://example.org/paper",
+                   "params": {"k": 3}} for m in METHODS}
+    methods["sharpnet"]["description"] = f"Sharpness net {EVIL}"
+    info = {
+        "format": "defocusbench-run", "format_version": 1, "run_id": run_id,
+        "created": "2024-05-01T12:00:00+00:00", "profile": "quick", "device": "cpu",
+        "git": {"sha": "0123456789abcdef0123456789abcdef01234567", "dirty": True},
+        "machine": {"hostname": "box", "platform": "Linux-6.1", "cpu_count": 2, "python": "3.11.7"},
+        "versions": {"numpy": "2.0.0", "defocus-bench": "0.1.0"},
+        "methods": methods,
+        "datasets": {"cuhk_det": {"dataset_id": "cuhk", "version": "1", "task": "detection", "n": 4,
+                                  "description": "CUHK blur detection"},
+                     "gauss20": {"dataset_id": "gauss20", "version": "2", "task": "estimation", "n": 3,
+                                 "description": "synthetic Gaussian blur"}},
+        "metrics": {name: {"name": name, "task": m["task"], "needs": ["blur_map"], "accepts": ["sigma_px"],
+                           "higher_is_better": m["higher_is_better"], "unit": m["unit"], "version": "1",
+                           "threshold": None, "conventions": {"border": "8 px ignored", "resize": "bilinear"},
+                           "description": f"{name} metric"} for name, m in METRICS.items()},
+        "status": "partial", "exit_code": 1, "seconds": 12.5,
+    }
+    (root / "run.json").write_text(json.dumps(info, indent=1))
+
+    rows = []
+    for (dataset, metric), values in VALUES.items():
+        meta = METRICS[metric]
+        for method in METHODS:
+            row = {"method": method, "dataset": dataset, "metric": metric, "value": float("nan"), "n": 0,
+                   "status": "ok", "reason": "", "extras": "{}", "higher_is_better": meta["higher_is_better"],
+                   "unit": meta["unit"]}
+            if method == "brokenmethod":
+                row.update(status="failed", reason=f"predict failed: {FAIL_ERROR}")
+            elif method in values:
+                row.update(value=values[method] + shift, n=4,
+                           extras=json.dumps({"std": 0.05, "alpha": 0.4, "best_f": 0.8}))
+            elif metric == "auc_pr":
+                row.update(status="unavailable", reason=UNAVAILABLE_REASON)
+            else:
+                row.update(status="n/a", reason=NA_REASON)
+            rows.append(row)
+    pd.DataFrame(rows).to_parquet(root / "summary.parquet")
+
+    samples = [{"method": r["method"], "dataset": r["dataset"], "metric": r["metric"], "key": f"img{i}",
+                "value": r["value"]} for r in rows if r["status"] == "ok" for i in range(2)]
+    pd.DataFrame(samples).to_parquet(root / "samples.parquet")
+
+    curves = []
+    for method, top in (("sharpnet", 0.95), ("blurmap<x>", 0.85)):
+        for point, thr in enumerate(np.linspace(0, 1, 11)):
+            recall = 1 - thr
+            curves.append({"method": method, "dataset": "cuhk_det", "metric": "f_max", "curve": "pr",
+                           "point": point, "threshold": float(thr), "precision": float(top - 0.4 * recall ** 2),
+                           "recall": float(recall)})
+    pd.DataFrame(curves).to_parquet(root / "curves.parquet")
+
+    timings = [{"method": m, "dataset": d, "key": f"img{i}", "seconds": 0.5 * (j + 1), "megapixels": 0.25}
+               for j, m in enumerate(METHODS[:2]) for d in DATASETS for i in range(3)]
+    pd.DataFrame(timings).to_parquet(root / "timings.parquet")
+
+    failures = [{"method": "brokenmethod", "dataset": d, "key": "img0" if d == "gauss20" else None,
+                 "stage": "predict", "error": FAIL_ERROR,
+                 "traceback": f"Traceback (most recent call last):\n  File \"m.py\", line 3\n{FAIL_ERROR}\n"}
+                for d in DATASETS]
+    (root / "failures.jsonl").write_text("".join(json.dumps(f) + "\n" for f in failures))
+
+    index = []
+    for d_i, dataset in enumerate(DATASETS):
+        for k in range(2):
+            key = f"img{k}"
+            entry = {"dataset": dataset, "key": key, "input": f"{dataset}/{key}_input.png",
+                     "target": f"{dataset}/{key}_target.png" if dataset == "cuhk_det" else None,
+                     "methods": {m: f"{dataset}/{key}_{m}.png" for m in METHODS[:2]}}
+            _png(root / "previews" / entry["input"], 10 * d_i + k)
+            if entry["target"]:
+                _png(root / "previews" / entry["target"], 100 + k)
+            for j, rel in enumerate(entry["methods"].values()):
+                _png(root / "previews" / rel, 200 + 10 * j + k)
+            index.append(entry)
+    (root / "previews" / "index.json").write_text(json.dumps(index))
+    return root
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    return make_run(tmp_path / "current")
+
+
+class _Cells(HTMLParser):
+    """Collects tags with attributes, and leaderboard cells (data-method/data-metric) with their text."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.cells: dict[tuple[str, str, str], dict] = {}
+        self._table_id = 0
+        self._section = ""
+        self._cur: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if tag == "h3" and a.get("id", "").startswith("lb-"):
+            self._section = a["id"][3:]
+        if tag == "td" and "data-metric" in a:
+            self._cur = {"class": a.get("class", ""), "title": a.get("title", ""),
+                         "status": a.get("data-status"), "text": ""}
+            self.cells[(self._section, a["data-method"], a["data-metric"])] = self._cur
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._cur = None
+
+    def handle_data(self, data):
+        if self._cur is not None:
+            self._cur["text"] += data
+
+
+def parse(html: str) -> _Cells:
+    p = _Cells()
+    p.feed(html)
+    return p
+
+
+def test_report_is_self_contained(run_dir):
+    html = render_report(run_dir)
+    tags = parse(html).tags
+    for tag, attrs in tags:
+        for name in ("src", "href", "srcset", "action", "poster", "data"):
+            value = (attrs.get(name) or "").strip()
+            if value:
+                assert value.startswith(("data:", "#")), f"<{tag} {name}={value[:60]!r}> is not inline"
+    assert not [a for t, a in tags if t == "script"], "no JavaScript expected"
+    assert not [a for t, a in tags if t == "link"], "no external stylesheets/icons"
+    assert not re.search(r"url\(\s*['\"]?(https?:|//)", html)
+    assert "@import" not in html
+    # plots are inline SVG without namespace URLs; images are data URIs
+    assert html.count("<svg") >= 2
+    assert "http://www.w3.org" not in html
+    assert sum(1 for t, a in tags if t == "img" and a.get("src", "").startswith("data:image/png;base64,")) == 14
+    # the method reference (a URL in the data) is text only, never a link
+    assert "https://example.org/paper" in html
+
+
+def test_report_mentions_everything_and_escapes(run_dir):
+    html = render_report(run_dir)
+    for name in [*METHODS, *DATASETS, *METRICS]:
+        assert _escaped(name) in html, name
+    assert "<b>" not in html and "&lt;b&gt;bold&lt;/b&gt; &amp; &quot;quoted&quot;" in html
+    assert "blurmap&lt;x&gt;" in html and "blurmap<x>" not in html
+    # header
+    for text in ("run-current", "2024-05-01T12:00:00+00:00", "quick", "0123456789ab", "dirty", "partial",
+                 "box", "3.11.7"):
+        assert text in html
+    # direction arrows and units in leaderboard headers
+    assert re.search(r"f_max <span class=\"dir\">↑</span>", html)
+    assert re.search(r"mae_sigma <span class=\"dir\">↓</span> <span class=\"unit\">\[px\]</span>", html)
+    # failures: error, stage and a collapsible traceback; footer conventions and versions
+    assert html.count("<summary>traceback</summary>") == 2
+    assert "Traceback (most recent call last)" in html
+    assert "8 px ignored" in html and "numpy" in html and "defocus-bench" in html
+    # timings: (0.5 s * 3) / (0.25 MP * 3) = 2 s/MP for sharpnet, 4 s/MP for blurmap<x>
+    assert re.search(r'data-method="sharpnet" data-dataset="gauss20"[^>]*>2 <span class="unit">s/MP', html)
+    assert re.search(r'data-method="blurmap&lt;x&gt;" data-dataset="\*"[^>]*>4 <span class="unit">s/MP', html)
+
+
+def _escaped(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_best_per_column_both_directions(run_dir):
+    cells = parse(render_report(run_dir)).cells
+
+    def best(dataset, metric):
+        return sorted(m for (d, m, k), c in cells.items()
+                      if d == dataset and k == metric and "best" in c["class"].split())
+
+    assert best("cuhk_det", "f_max") == ["sharpnet"]          # higher is better
+    assert best("cuhk_det", "mae") == ["blurmap<x>"]          # lower is better
+    assert best("gauss20", "mae_sigma") == ["blurmap<x>"]
+    assert best("cuhk_det", "auc_pr") == []                   # only one value: nothing to beat
+    assert best("gauss20", "spearman") == []
+    f_cell = cells[("cuhk_det", "sharpnet", "f_max")]
+    assert f_cell["text"].startswith("0.81") and "★" in f_cell["text"]
+    assert "★" not in cells[("cuhk_det", "blurmap<x>", "f_max")]["text"]
+    assert cells[("gauss20", "blurmap<x>", "mae_sigma")]["text"].startswith("1.4 px")
+    # n/a, unavailable and failed cells: short visible text, reason in the title of the status span
+    html = render_report(run_dir)
+    assert cells[("gauss20", "blurmap<x>", "spearman")]["status"] == "n/a"
+    assert cells[("gauss20", "blurmap<x>", "spearman")]["text"].strip() == "n/a"
+    assert f'title="{NA_REASON}">n/a</span>' in html
+    assert cells[("cuhk_det", "blurmap<x>", "auc_pr")]["text"].strip() == "unavailable"
+    assert f'title="{UNAVAILABLE_REASON}">unavailable</span>' in html
+    for metric in ("f_max", "auc_pr", "mae"):
+        cell = cells[("cuhk_det", "brokenmethod", metric)]
+        assert cell["status"] == "failed" and cell["text"].strip() == "failed"
+
+
+@dataclass
+class _Row:
+    method: str
+    dataset: str
+    metric: str
+    base: float | None
+    current: float | None
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    mark: str
+    reason: str
+
+
+STAND_IN_SYMBOLS = {"worse": "+", "better": "-", "unchanged": " ", "not comparable": "x",
+                    "newly failing": "!", "fixed": "*", "new": "n", "missing": "m"}
+
+
+def test_comparison_section_with_stand_in(tmp_path, monkeypatch):
+    base = make_run(tmp_path / "base", "run-base")
+    current = make_run(tmp_path / "current", shift=0.1)
+    calls = []
+
+    def compare_runs(base_dir, current_dir):
+        calls.append((Path(base_dir), Path(current_dir)))
+        return [
+            _Row("sharpnet", "cuhk_det", "f_max", 0.81, 0.91, 0.10, 0.05, 0.15, "better", ""),
+            _Row("blurmap<x>", "cuhk_det", "mae", 0.12, 0.22, 0.10, 0.02, 0.18, "worse", f"slower {EVIL}"),
+            _Row("brokenmethod", "gauss20", "mae_sigma", 1.0, None, None, None, None, "newly failing", "crash"),
+            _Row("sharpnet", "gauss20", "spearman", 0.66, 0.76, 0.1, -0.2, 0.3, "unchanged", "CI spans 0"),
+        ]
+
+    fake = types.ModuleType("bench.compare")
+    fake.compare_runs, fake.MARK_SYMBOLS = compare_runs, STAND_IN_SYMBOLS
+    monkeypatch.setitem(sys.modules, "bench.compare", fake)
+
+    assert 'id="comparison"' not in render_report(current)
+    html = render_report(current, baseline=base)
+    assert calls == [(base, current)]
+    section = html[html.index('id="comparison"'):html.index('id="methods"')]
+    assert "run-base" in section and "run-current" in section
+    marks = re.findall(r'data-mark="([^"]+)"', section)
+    assert marks == ["newly failing", "worse", "better", "unchanged"]  # most severe first
+    assert '<td class="sym">!</td>' in section and '<td class="sym">+</td>' in section
+    assert "+0.1" in section and "[+0.02, +0.18]" in section
+    assert "slower &lt;b&gt;bold&lt;/b&gt;" in section and "<b>" not in html
+    assert 'href="#comparison"' in html
+
+
+def test_comparison_with_real_compare_module(tmp_path):
+    compare = pytest.importorskip("bench.compare", reason="bench/compare.py not written yet")
+    base = make_run(tmp_path / "base", "run-base")
+    current = make_run(tmp_path / "current", shift=0.1)
+    html = render_report(current, baseline=base)
+    section = html[html.index('id="comparison"'):html.index('id="methods"')]
+    rows = compare.compare_runs(base, current)
+    assert len(re.findall(r"data-mark=", section)) == len(rows)
+    for mark in {r.mark for r in rows}:
+        assert f'data-mark="{mark}"' in section
+
+
+def test_write_report_atomic_and_default_path(run_dir, tmp_path):
+    path = write_report(run_dir)
+    assert path == run_dir / "report.html"
+    assert path.read_text(encoding="utf-8") == render_report(run_dir)
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    other = write_report(run_dir, out=tmp_path / "out" / "r.html")
+    assert other.is_file() and other.stat().st_size == path.stat().st_size
+    with pytest.raises(FileNotFoundError):
+        write_report(tmp_path / "nope")
+
+
+def test_empty_and_partial_run(tmp_path):
+    """Zero-row parquet files, no failures/previews, a missing curves file: still a report."""
+    root = make_run(tmp_path / "empty")
+    for name, cols in (("summary", ["method", "dataset", "metric", "value", "n", "status", "reason", "extras",
+                                    "higher_is_better", "unit"]),
+                       ("samples", ["method", "dataset", "metric", "key", "value"]),
+                       ("timings", ["method", "dataset", "key", "seconds", "megapixels"])):
+        pd.DataFrame({c: [] for c in cols}).to_parquet(root / f"{name}.parquet")
+    (root / "curves.parquet").unlink()
+    (root / "failures.jsonl").unlink()
+    shutil.rmtree(root / "previews")
+    html = render_report(root)
+    assert "No results were recorded." in html
+    assert "No precision–recall curves" in html and "No previews" in html
+    assert "No failures recorded." in html and "No timings recorded." in html
+    assert "curves.parquet is missing" in html
+    assert "<svg" not in html
+
+
+@pytest.mark.slow
+def test_browser_helper_reports_console_errors(tmp_path):
+    """The helper itself must catch errors, or 'no console errors' below would prove nothing."""
+    page = tmp_path / "bad.html"
+    page.write_text('<!doctype html><html><head><meta charset="utf-8"></head><body><p>hello ↑</p>'
+                    '<img src="missing.png"><script>console.error("boom"); throw new Error("kaput");</script>'
+                    "</body></html>")
+    result = render_in_chromium(page)
+    errors = "\n".join(result["console_errors"])
+    assert "boom" in errors and "kaput" in errors and "missing.png" in errors
+    assert "hello ↑" in result["text"]
+    assert result["broken_images"] == ["missing.png"]
+
+
+@pytest.mark.slow
+def test_report_in_headless_chromium(run_dir, tmp_path):
+    report = write_report(run_dir)
+    shot = tmp_path / "report.png"
+    start = time.monotonic()
+    result = render_in_chromium(report, screenshot=shot)
+    print(f"\nrendered in {time.monotonic() - start:.1f} s; screenshot: {shot}")
+    assert result["console_errors"] == []
+    assert result["requests"] == []
+    assert result["broken_images"] == []  # all 14 thumbnails decoded (none lazy or corrupt)
+    for name in [*METHODS, *DATASETS]:
+        assert name in result["text"], name
+    with Image.open(shot) as img:
+        assert img.format == "PNG" and img.width >= 1000 and img.height > 1500
