@@ -10,7 +10,14 @@ import json
 import sys
 
 from . import SPLITS, __version__
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UserError, VerificationError
+from .errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UserError,
+    VerificationError,
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
@@ -65,7 +65,7 @@ class Div2kSource(_Source):
     subset: Literal["train", "valid"]
 
 
-Source = Annotated[Union[BuiltinSource, FolderSource, Div2kSource], Field(discriminator="kind")]
+Source = Annotated[BuiltinSource | FolderSource | Div2kSource, Field(discriminator="kind")]
 
 
 class Output(StrictModel):

@@ -17,7 +17,6 @@ from .imageio import read_gray
 from .seeding import rng_for
 from .writer import shard_path, write_shard
 
-
 #: Version of the shard file's datasets and attributes; resume reuses only shards of this version.
 SHARD_VERSION = 2
 

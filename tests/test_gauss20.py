@@ -7,7 +7,12 @@ import pytest
 import scipy.ndimage as ndi
 from PIL import Image
 
-from datagen.generators.gauss20 import Gauss20, Gauss20Params, blurred_tiles, tile_sharpness
+from datagen.generators.gauss20 import (
+    Gauss20,
+    Gauss20Params,
+    blurred_tiles,
+    tile_sharpness,
+)
 from datagen.manifest import parse_manifest
 from datagen.runner import build
 

@@ -51,6 +51,7 @@ def test_sigma_radius_table_round_trip_and_modes():
 @pytest.mark.realdata
 def test_sigma_radius_table_matches_dandres_convertion_mat():
     import scipy.io
+
     from tests.conftest import shared_data
     ref = scipy.io.loadmat(shared_data("dandres", "convertion.mat"))["convertion"]
     np.testing.assert_allclose(psf.SIGMA_RADIUS_TABLE, ref, atol=1e-12)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from datagen.corpus import open_corpus
-from datagen.errors import SourceError, UserError
+from datagen.errors import SourceError
 
 from .base import Dataset, Sample
 
@@ -39,10 +39,7 @@ class Gauss20Split(Dataset):
         self.path = str(Path(root).absolute())
         if Path(root).is_dir() or not Path(root).exists():
             raise SourceError(f"gauss20 root {root} must be a corpus file built by `datagen build` (e.g. corpora/demo_gauss20.h5)")
-        try:
-            f = open_corpus(self.path)
-        except UserError:
-            raise
+        f = open_corpus(self.path)  # one-line UserError for anything that is not a complete corpus
         try:
             if f.attrs.get("generator") != "gauss20":
                 raise SourceError(f"{root}: a {f.attrs.get('generator')!r} corpus, not gauss20")

@@ -31,7 +31,8 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import Field as PydField, field_validator
+from pydantic import Field as PydField
+from pydantic import field_validator
 
 from .. import psf
 from .base import Field, Generator, StrictModel
