@@ -7,6 +7,7 @@ traceback), 3 partial failure, 4 nothing ran, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -125,6 +126,7 @@ def cmd_run(args) -> int:
 
 # ----------------------------------------------------------------------------- predict
 def cmd_predict(args) -> int:
+    from datagen.atomic import atomic_write_bytes
     from datagen.errors import writable_dir
     from datagen.imageio import read_rgb
     from methods import create_method, get_method
@@ -144,10 +146,10 @@ def cmd_predict(args) -> int:
     for path, image in images:
         pred = method.predict(image)
         stem = Path(path).stem
-        tmp = out / f".{stem}.npy.tmp"
-        np.save(tmp, np.asarray(pred, dtype=np.float32))
-        tmp.replace(out / f"{stem}.npy")
-        (out / f"{stem}.png").write_bytes(previews.output_png(np.asarray(pred, dtype=np.float32)))
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(pred, dtype=np.float32))
+        atomic_write_bytes(out / f"{stem}.npy", buf.getvalue())
+        atomic_write_bytes(out / f"{stem}.png", previews.output_png(np.asarray(pred, dtype=np.float32)))
         print(out / f"{stem}.npy")
     return EXIT_OK
 

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from datagen.errors import UserError, unknown_name
 
 from . import datasets as ds_mod
-from .metrics import PredInfo, create_metric, get_metric, list_metrics
+from .metrics import PredInfo, create_metric, get_metric
 from .store import FORMAT, FORMAT_VERSION, RunWriter, git_info, machine_info, new_run_id
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -61,24 +61,23 @@ _VERSIONED = ("defocus-bench", "numpy", "scipy", "opencv-python", "scikit-image"
 
 
 def select_methods(spec: str) -> list[str]:
-    from methods.registry import _table, list_methods
-    names = list_methods(spec)
-    for glob in (g.strip() for g in spec.split(",")):
-        if glob and glob != "all" and not list_methods(glob):
-            raise UserError(unknown_name("method", glob, _table()) if not any(c in glob for c in "*?[") else
-                            f"--methods {glob!r} matches no method; see bench list methods")
-    return names
+    """Method names for ``--methods`` (all / names / globs); one-line :class:`UserError` otherwise."""
+    from methods.registry import _REGISTRY
+    try:
+        return _REGISTRY.select(spec, option="--methods")
+    except KeyError as err:
+        raise UserError(f"{err.args[0]}; see bench list methods") from None
 
 
 def select_metrics(spec: str | None) -> list[str] | None:
+    """Metric names for ``--metrics``; ``None`` = each dataset task's defaults."""
+    from .metrics import _REGISTRY
     if not spec or spec == "all":
         return None
-    names = list_metrics(spec)
-    for glob in (g.strip() for g in spec.split(",")):
-        if glob and not list_metrics(glob):
-            raise UserError(unknown_name("metric", glob, list_metrics()) if not any(c in glob for c in "*?[") else
-                            f"--metrics {glob!r} matches no metric; see bench list metrics")
-    return names
+    try:
+        return _REGISTRY.select(spec, option="--metrics")
+    except KeyError as err:
+        raise UserError(f"{err.args[0]}; see bench list metrics") from None
 
 
 def parse_roots(items: list[str] | dict | None) -> dict[str, str]:

@@ -21,15 +21,15 @@ import html
 import io
 import json
 import math
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from datagen.atomic import atomic_write_bytes
 
 __all__ = ["render_report", "write_report"]
 
@@ -864,18 +864,5 @@ def write_report(run_dir, *, baseline=None, out=None) -> Path:
     out = Path(out) if out is not None else run_dir / "report.html"
     text = render_report(run_dir, baseline=baseline)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(out, text.encode("utf-8"))
     return out

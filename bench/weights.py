@@ -37,7 +37,6 @@ import io
 import json
 import math
 import os
-import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datagen.atomic import fsync_dir, write_temp
 from datagen.errors import UserError, unknown_name, writable_dir
 
 __all__ = [
@@ -408,33 +408,6 @@ def list_weights() -> list[dict]:
 # import
 # --------------------------------------------------------------------------------------------
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_temp(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a fresh hidden temporary file beside ``path`` and fsync it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
 def _atomic_write_pair(path: Path, data: bytes, sidecar: bytes) -> None:
     """Replace ``path`` and its sidecar; on any failure no temporary file is left behind.
 
@@ -444,14 +417,14 @@ def _atomic_write_pair(path: Path, data: bytes, sidecar: bytes) -> None:
     """
     temps: list[Path] = []
     try:
-        temps.append(_write_temp(path, data))
-        temps.append(_write_temp(_sidecar(path), sidecar))
+        temps.append(write_temp(path, data))
+        temps.append(write_temp(_sidecar(path), sidecar))
         os.replace(temps[0], path)
         os.replace(temps[1], _sidecar(path))
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def import_weights(name: str, source_path: str | os.PathLike) -> Path:

@@ -30,49 +30,57 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise SourceError(f"{path}: cannot read image ({err.strerror or err}); check the path and permissions") from None
 
 
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
+
+
+def _eight_bit(im: Image.Image) -> np.ndarray:
+    """A 16-bit (or 32-bit integer) single-channel image scaled to uint8 by ``round(v / 257)``."""
+    return np.clip(np.rint(np.asarray(im, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
+
+
+def _as_gray(im: Image.Image) -> np.ndarray:
+    if im.mode in _SIXTEEN_BIT:
+        return _eight_bit(im)
+    if im.mode not in ("L", "RGB"):
+        im = im.convert("RGB")   # palette, RGBA, CMYK, LA, ...: alpha dropped
+    if im.mode != "L":
+        im = im.convert("L")
+    return np.asarray(im, dtype=np.uint8)
+
+
+def _as_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode in _SIXTEEN_BIT:
+        return np.repeat(_eight_bit(im)[..., None], 3, axis=2)
+    return np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
+
+
+def _decode(data: bytes, name: str, convert, ndim: int) -> np.ndarray:
+    """Open ``data`` with Pillow and ``convert`` it; every failure is one :class:`SourceError` line."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            arr = convert(im)
+    except UnidentifiedImageError:
+        raise SourceError(f"{name}: not an image file (unrecognised format); remove it or narrow the source pattern") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise SourceError(f"{name}: corrupt or truncated image ({err}); replace or remove the file") from None
+    if arr.ndim != ndim or arr.size == 0:
+        raise SourceError(f"{name}: image has no pixels; replace or remove the file")
+    return arr
+
+
 def decode_gray(data: bytes, *, name: str) -> np.ndarray:
     """Decode encoded image bytes to a 2-D uint8 BT.601 luma array.
 
     Raises :class:`SourceError` with one line for corrupt, truncated or non-image data.
     """
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                return np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("RGB")   # palette, RGBA, CMYK, LA, ...: alpha dropped
-            if im.mode != "L":
-                im = im.convert("L")
-            arr = np.asarray(im, dtype=np.uint8)
-    except UnidentifiedImageError:
-        raise SourceError(f"{name}: not an image file (unrecognised format); remove it or narrow the source pattern") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise SourceError(f"{name}: corrupt or truncated image ({err}); replace or remove the file") from None
-    if arr.ndim != 2 or arr.size == 0:
-        raise SourceError(f"{name}: image has no pixels; replace or remove the file")
-    return arr
+    return _decode(data, name, _as_gray, 2)
 
 
 def decode_rgb(data: bytes, *, name: str) -> np.ndarray:
     """Decode encoded image bytes to ``(H, W, 3)`` uint8 RGB (gray is replicated, alpha dropped,
     16-bit scaled by ``round(v / 257)``).  Same one-line :class:`SourceError` as :func:`decode_gray`."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.clip(np.rint(np.asarray(im, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
-                arr = np.repeat(arr[..., None], 3, axis=2)
-            else:
-                arr = np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
-    except UnidentifiedImageError:
-        raise SourceError(f"{name}: not an image file (unrecognised format); remove it or narrow the source pattern") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise SourceError(f"{name}: corrupt or truncated image ({err}); replace or remove the file") from None
-    if arr.ndim != 3 or arr.size == 0:
-        raise SourceError(f"{name}: image has no pixels; replace or remove the file")
-    return arr
+    return _decode(data, name, _as_rgb, 3)
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:

@@ -25,7 +25,7 @@ def gaussian_radius(sigma: float, *, truncate: float = 3.0) -> int:
     """Half-width ``ceil(truncate * sigma)`` in pixels of a sampled Gaussian kernel."""
     if sigma < 0 or not math.isfinite(sigma):
         raise ValueError(f"sigma must be a finite value >= 0, got {sigma!r}")
-    return int(math.ceil(truncate * sigma - 1e-9))
+    return math.ceil(truncate * sigma - 1e-9)
 
 
 def gaussian_kernel1d(sigma: float, *, truncate: float = 3.0, radius: int | None = None) -> np.ndarray:

@@ -22,19 +22,9 @@ import h5py
 import numpy as np
 
 from . import FORMAT, FORMAT_VERSION, SPLITS
+from .atomic import fsync_dir
 
 BLOCK_ROWS = 8192  # rows per read/write block when streaming datasets
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager
@@ -48,7 +38,7 @@ def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

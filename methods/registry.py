@@ -7,12 +7,7 @@ replace a built-in name, e.g. to test a patched version).  ``list_methods("zhuo*
 """
 from __future__ import annotations
 
-import fnmatch
-import importlib
-import os
-from importlib.metadata import entry_points
-
-from datagen.errors import unknown_name
+from datagen.registry import Registry
 
 from .base import Method
 
@@ -26,33 +21,17 @@ _BUILTIN = {
 }
 
 
-def _table() -> dict[str, str]:
-    table = dict(_BUILTIN)
-    for ep in entry_points(group="defocusbench.methods"):
-        table.setdefault(ep.name, ep.value)
-    for item in os.environ.get("DEFOCUSBENCH_METHODS", "").split(","):
-        name, sep, target = item.strip().partition("=")
-        if sep and name and ":" in target:
-            table[name] = target
-    return table
+_REGISTRY = Registry("method", _BUILTIN, group="defocusbench.methods", env_var="DEFOCUSBENCH_METHODS")
 
 
 def list_methods(pattern: str | None = None) -> list[str]:
     """Registered method names, sorted; ``pattern`` is a glob (``"local_*"``) or comma-separated globs."""
-    names = sorted(_table())
-    if not pattern or pattern == "all":
-        return names
-    globs = [g.strip() for g in pattern.split(",") if g.strip()]
-    return [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)]
+    return _REGISTRY.names(pattern)
 
 
 def get_method(name: str) -> type[Method]:
     """The method class registered as ``name``; ``KeyError`` (one line, did-you-mean) otherwise."""
-    table = _table()
-    if name not in table:
-        raise KeyError(unknown_name("method", name, table))
-    module, _, attr = table[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return _REGISTRY.get(name)
 
 
 def create_method(name: str, params: dict | None = None, *, device: str = "cpu", weights: str | None = None) -> Method:

@@ -6,11 +6,7 @@ Third-party metrics register through the ``defocusbench.metrics`` entry-point gr
 """
 from __future__ import annotations
 
-import fnmatch
-import importlib
-from importlib.metadata import entry_points
-
-from datagen.errors import unknown_name
+from datagen.registry import Registry
 
 from .base import Metric, MetricResult, MetricSpec, PredInfo
 
@@ -40,27 +36,15 @@ _BUILTIN = {
 }
 
 
-def _table() -> dict[str, str]:
-    table = dict(_BUILTIN)
-    for ep in entry_points(group="defocusbench.metrics"):
-        table.setdefault(ep.name, ep.value)
-    return table
+_REGISTRY = Registry("metric", _BUILTIN, group="defocusbench.metrics")
 
 
 def list_metrics(pattern: str | None = None) -> list[str]:
-    names = sorted(_table())
-    if not pattern or pattern == "all":
-        return names
-    globs = [g.strip() for g in pattern.split(",") if g.strip()]
-    return [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)]
+    return _REGISTRY.names(pattern)
 
 
 def get_metric(name: str) -> type[Metric]:
-    table = _table()
-    if name not in table:
-        raise KeyError(unknown_name("metric", name, table))
-    module, _, attr = table[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return _REGISTRY.get(name)
 
 
 def create_metric(name: str, **options) -> Metric:

@@ -27,6 +27,7 @@ six DIV2K validation images of the test data it passes 94.2 tiles per image (med
 """
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import cv2
@@ -56,7 +57,7 @@ class Gauss20Params(StrictModel):
         for i, s in enumerate(v):
             if not (s > 0 and np.isfinite(s)):
                 raise ValueError(f"sigma #{i} is {s}; every sigma must be a finite number > 0")
-        if any(b <= a for a, b in zip(v, v[1:])):
+        if any(b <= a for a, b in itertools.pairwise(v)):
             raise ValueError("sigmas must be strictly increasing")
         return v
 
