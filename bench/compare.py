@@ -34,18 +34,17 @@ says so.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import zlib
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from datagen.errors import UserError
+
+from .store import load_run
 
 __all__ = ["MARKS", "MARK_SYMBOLS", "MIN_PAIRS", "CompareRow", "compare_runs", "format_table", "has_regression",
            "paired_bootstrap", "rows_to_json"]
@@ -66,8 +65,6 @@ REGRESSION_MARKS = ("worse", "newly failing")
 #: fewest paired per-sample values for the bootstrap; below it the threshold rule decides.
 MIN_PAIRS = 2
 
-_SUMMARY_REQUIRED = ("method", "dataset", "metric", "value", "status")
-_SAMPLES_REQUIRED = ("method", "dataset", "metric", "key", "value")
 _INACTIVE = ("n/a", "unavailable")
 _BOOT_CHUNK = 4_000_000   # resampled values held in memory at once
 
@@ -94,40 +91,6 @@ class CompareRow:
 
 
 # ----------------------------------------------------------------------------------------- loading
-
-def _load(run_dir: str | os.PathLike, role: str) -> dict[str, Any]:
-    path = Path(run_dir)
-    if not path.is_dir():
-        hint = " (an interrupted run: rerun bench run)" if path.with_name(path.name + ".incomplete").exists() else ""
-        raise UserError(f"{role} run {path} is not a folder{hint}; pass a run directory written by bench run")
-    meta_path = path / "run.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as err:
-        why = "missing" if not meta_path.exists() else f"unreadable: {getattr(err, 'strerror', None) or err}"
-        raise UserError(f"{meta_path} is {why}; pass a run directory written by bench run") from None
-    if not isinstance(meta, dict):
-        raise UserError(f"{meta_path} is not a JSON object; pass a run directory written by bench run")
-    summary = _read_parquet(path / "summary.parquet", _SUMMARY_REQUIRED, required=True)
-    samples = _read_parquet(path / "samples.parquet", _SAMPLES_REQUIRED, required=False)
-    return {"dir": path, "meta": meta, "summary": summary, "samples": samples}
-
-
-def _read_parquet(path: Path, columns: tuple[str, ...], *, required: bool) -> pd.DataFrame | None:
-    if not path.exists():
-        if required:
-            raise UserError(f"{path} is missing; rerun bench run for that run directory")
-        return None
-    try:
-        df = pd.read_parquet(path)
-    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"{path} is unreadable ({first}); rerun bench run for that run directory") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise UserError(f"{path} lacks column(s) {', '.join(missing)}; it was not written by bench run")
-    return df
-
 
 def _summary_index(df: pd.DataFrame) -> dict[tuple[str, str, str], dict]:
     out = {}
@@ -326,17 +289,17 @@ def compare_runs(base_dir: str | os.PathLike, current_dir: str | os.PathLike, *,
         raise UserError(f"n_boot must be a whole number >= 1, got {n_boot!r}")
     if not (0.0 < float(confidence) < 1.0):
         raise UserError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
-    base, cur = _load(base_dir, "base"), _load(current_dir, "current")
-    bsum, csum = _summary_index(base["summary"]), _summary_index(cur["summary"])
-    bsam, csam = _samples_index(base["samples"]), _samples_index(cur["samples"])
+    base, cur = load_run(base_dir, role="base run"), load_run(current_dir, role="current run")
+    bsum, csum = _summary_index(base.summary), _summary_index(cur.summary)
+    bsam, csam = _samples_index(base.samples), _samples_index(cur.samples)
     rows = []
     for key in sorted(set(bsum) | set(csum)):
         method, dataset, metric = key
         b, c = bsum.get(key), csum.get(key)
-        rows.append(_compare_one(key, b, c, base["meta"], cur["meta"], bsam.get(key), csam.get(key),
+        rows.append(_compare_one(key, b, c, base.meta, cur.meta, bsam.get(key), csam.get(key),
                                  n_boot=int(n_boot), confidence=float(confidence),
                                  rng=_row_seed(seed, method, dataset, metric),
-                                 no_samples=(base["samples"] is None, cur["samples"] is None)))
+                                 no_samples=(base.samples is None, cur.samples is None)))
     return rows
 
 

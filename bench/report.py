@@ -31,16 +31,13 @@ import pandas as pd
 
 from datagen.atomic import atomic_write_bytes
 
+from .store import load_run
+
 __all__ = ["render_report", "write_report"]
 
 MAX_GALLERY_ROWS = 40          # preview rows shown per dataset
 MAX_PREVIEW_BYTES = 2_000_000  # a single thumbnail larger than this is not embedded
 BEST_MARK = "★"
-
-SUMMARY_COLUMNS = ["method", "dataset", "metric", "value", "n", "status", "reason", "extras",
-                   "higher_is_better", "unit"]
-CURVE_COLUMNS = ["method", "dataset", "metric", "curve", "point", "threshold", "precision", "recall"]
-TIMING_COLUMNS = ["method", "dataset", "key", "seconds", "megapixels"]
 
 MARK_ORDER = ["newly failing", "worse", "missing", "not comparable", "new", "fixed", "better",
               "unchanged"]
@@ -198,18 +195,15 @@ def _table(head: list[str], rows: list[str], cls: str = "") -> str:
 
 
 class _Run:
+    """A run read leniently (:func:`bench.store.load_run`) plus what the sections derive from it."""
+
     def __init__(self, run_dir: Path):
-        self.dir = run_dir
-        self.warnings: list[str] = []
-        self.info = self._json("run.json", default={})
-        if not isinstance(self.info, dict):
-            self.warnings.append("run.json is not a JSON object")
-            self.info = {}
-        self.summary = self._parquet("summary.parquet", SUMMARY_COLUMNS)
-        self.curves = self._parquet("curves.parquet", CURVE_COLUMNS)
-        self.timings = self._parquet("timings.parquet", TIMING_COLUMNS)
-        self.failures = self._failures()
-        self.previews = self._previews()
+        run = load_run(run_dir, lenient=True)
+        self.dir = run.dir
+        self.warnings: list[str] = list(run.warnings)
+        self.info = run.meta
+        self.summary, self.curves, self.timings = run.summary, run.curves, run.timings
+        self.failures, self.previews = run.failures, run.previews
 
         self.methods_meta: dict = self.info.get("methods") or {}
         self.datasets_meta: dict = self.info.get("datasets") or {}
@@ -222,70 +216,6 @@ class _Run:
         self.datasets = _ordered(self.datasets_meta, [*self.datasets_meta, *seen_datasets])
         self.metrics = _ordered(self.metrics_meta, [*self.metrics_meta, *self.summary["metric"]])
         self.colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(self.methods)}
-
-    def _json(self, name: str, default: Any) -> Any:
-        path = self.dir / name
-        if not path.exists():
-            self.warnings.append(f"{name} is missing")
-            return default
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            self.warnings.append(f"could not read {name}: {exc}")
-            return default
-
-    def _parquet(self, name: str, columns: list[str]) -> pd.DataFrame:
-        path = self.dir / name
-        frame = None
-        if path.exists():
-            try:
-                frame = pd.read_parquet(path)
-            except Exception as exc:  # noqa: BLE001 - any reader error becomes a visible warning
-                self.warnings.append(f"could not read {name}: {type(exc).__name__}: {exc}")
-        else:
-            self.warnings.append(f"{name} is missing")
-        if frame is None:
-            frame = pd.DataFrame(columns=columns)
-        for col in columns:
-            if col not in frame.columns:
-                frame[col] = pd.Series([None] * len(frame), dtype=object)
-        return frame
-
-    def _failures(self) -> list[dict]:
-        path = self.dir / "failures.jsonl"
-        if not path.exists():
-            return []
-        out = []
-        try:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError as exc:
-            self.warnings.append(f"could not read failures.jsonl: {exc}")
-            return []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError:
-                self.warnings.append(f"failures.jsonl line {number} is not valid JSON")
-                continue
-            if isinstance(item, dict):
-                out.append(item)
-        return out
-
-    def _previews(self) -> list[dict]:
-        path = self.dir / "previews" / "index.json"
-        if not path.exists():
-            return []
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            self.warnings.append(f"could not read previews/index.json: {exc}")
-            return []
-        if not isinstance(data, list):
-            self.warnings.append("previews/index.json is not a list")
-            return []
-        return [d for d in data if isinstance(d, dict)]
 
     def image_uri(self, rel: Any) -> tuple[str | None, str]:
         """A data: URI for a preview path (relative to previews/ or to the run dir), or (None, why)."""

@@ -119,33 +119,93 @@ class RunWriter:
         return self.out
 
 
-def load_run(run_dir: str | os.PathLike) -> dict:
-    """Read a run directory: ``{"dir", "meta", "summary", "samples", "curves", "timings", "failures"}``."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        hint = " (an interrupted run: rerun bench run)" if run_dir.with_name(run_dir.name + ".incomplete").exists() else ""
-        raise UserError(f"{run_dir} is not a run directory{hint}; pass the folder bench run wrote")
+@dataclass
+class Run:
+    """A run directory read back (:func:`load_run`)."""
+
+    dir: Path
+    meta: dict
+    summary: pd.DataFrame
+    samples: pd.DataFrame | None          # None when samples.parquet is absent
+    curves: pd.DataFrame
+    timings: pd.DataFrame
+    failures: list[dict]
+    previews: list[dict]
+    warnings: list[str] = field(default_factory=list)   # lenient mode: what could not be read
+
+
+def load_run(run_dir: str | os.PathLike, *, role: str = "run", lenient: bool = False) -> Run:
+    """Read a run directory: the one reader for ``report``, ``compare`` and ``nightly``.
+
+    Strict (default): a missing folder, ``run.json`` or ``summary.parquet``, an unreadable file
+    or a missing column is a one-line :class:`UserError` naming the path.  ``lenient=True``
+    (the report) turns everything but a missing folder into ``Run.warnings`` and empty tables.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        hint = " (an interrupted run: rerun bench run)" if path.with_name(path.name + ".incomplete").exists() else ""
+        raise UserError(f"{role} {path} is not a run directory{hint}; pass the folder bench run wrote")
+    warnings: list[str] = []
+
+    def problem(message: str) -> None:
+        if not lenient:
+            raise UserError(f"{message}; pass a run directory written by bench run")
+        warnings.append(message)
+
+    meta: dict = {}
+    meta_path = path / "run.json"
     try:
-        meta = json.loads((run_dir / "run.json").read_text())
+        meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict) or meta.get("format", FORMAT) != FORMAT:
+            problem(f"{meta_path} is not a DefocusBench run (format {FORMAT!r} expected)")
+            meta = meta if isinstance(meta, dict) else {}
     except (OSError, ValueError) as err:
-        raise UserError(f"{run_dir}: run.json is missing or unreadable ({err}); pass a folder written by bench run") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise UserError(f"{run_dir}: run.json is not a DefocusBench run (format {FORMAT!r} expected)")
-    out = {"dir": run_dir, "meta": meta}
-    for name, cols in (("summary", SUMMARY_COLUMNS), ("samples", SAMPLE_COLUMNS), ("curves", CURVE_COLUMNS),
-                       ("timings", TIMING_COLUMNS)):
-        path = run_dir / f"{name}.parquet"
+        problem(f"{meta_path} is {'missing' if not meta_path.exists() else f'unreadable ({err})'}")
+
+    def table(name: str, columns: list[str], *, required: bool) -> pd.DataFrame | None:
+        file = path / f"{name}.parquet"
+        if not file.exists():
+            if required:
+                problem(f"{file} is missing")
+            elif lenient:
+                warnings.append(f"{file.name} is missing")
+            return None
         try:
-            out[name] = pd.read_parquet(path)
-        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for missing/corrupt files
-            if name == "summary":
-                raise UserError(f"{path}: missing or unreadable ({str(err).splitlines()[0] if str(err) else err}); "
-                                "rerun bench run") from None
-            out[name] = _frame([], cols)
+            df = pd.read_parquet(file)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+            problem(f"{file} is unreadable ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+            return None
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            problem(f"{file} lacks column(s) {', '.join(missing)}")
+            for col in missing:
+                df[col] = pd.Series([None] * len(df), dtype=object)
+        return df
+
+    summary = table("summary", SUMMARY_COLUMNS, required=True)
+    samples = table("samples", SAMPLE_COLUMNS, required=False)
+    curves = table("curves", CURVE_COLUMNS, required=False)
+    timings = table("timings", TIMING_COLUMNS, required=False)
     failures = []
-    if (run_dir / "failures.jsonl").is_file():
-        for line in (run_dir / "failures.jsonl").read_text().splitlines():
-            if line.strip():
-                failures.append(json.loads(line))
-    out["failures"] = failures
-    return out
+    if (path / "failures.jsonl").is_file():
+        for number, line in enumerate((path / "failures.jsonl").read_text(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError:
+                warnings.append(f"failures.jsonl line {number} is not valid JSON")
+                continue
+            if isinstance(item, dict):
+                failures.append(item)
+    previews = []
+    index = path / "previews" / "index.json"
+    if index.is_file():
+        try:
+            data = json.loads(index.read_text())
+            previews = [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+        except (OSError, ValueError) as err:
+            warnings.append(f"could not read previews/index.json: {err}")
+    return Run(path, meta, summary if summary is not None else _frame([], SUMMARY_COLUMNS), samples,
+               curves if curves is not None else _frame([], CURVE_COLUMNS),
+               timings if timings is not None else _frame([], TIMING_COLUMNS), failures, previews, warnings)

@@ -251,7 +251,7 @@ def test_sample_order_does_not_matter(tmp_path):
 
 def test_bad_input_is_a_one_line_user_error(tmp_path):
     good = write_run(tmp_path / "good", base_values())
-    with pytest.raises(UserError, match="not a folder"):
+    with pytest.raises(UserError, match="is not a run directory"):
         compare_runs(tmp_path / "nope", good)
     empty = tmp_path / "empty"
     empty.mkdir()

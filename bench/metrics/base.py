@@ -64,6 +64,16 @@ class Metric:
             return f"{self.spec.name} scores {'/'.join(self.spec.accepts)}, not {pred.provides}"
         return None
 
+    def checked_target(self, pred: np.ndarray, sample, info: PredInfo, name: str) -> np.ndarray:
+        """The common preamble of :meth:`per_sample`: the metric applies to ``info`` and the sample
+        has target ``name``; returns that target as float64.  One-line ``ValueError`` otherwise."""
+        why = self.applicable(info)
+        if why:
+            raise ValueError(why)
+        if name not in sample.targets:
+            raise ValueError(f"{self.spec.name}: sample {sample.key!r} has no {name} target")
+        return np.asarray(sample.targets[name], dtype=np.float64)
+
     def unavailable(self) -> str | None:
         """``None`` when the metric can run here, else a one-line reason shown in reports
         (e.g. ``"unavailable (weights missing: <path>; bench weights import niqe FILE)"``)."""

@@ -162,12 +162,7 @@ class _Fidelity(Metric):
         raise NotImplementedError
 
     def per_sample(self, pred: np.ndarray, sample, info: PredInfo) -> dict[str, Any]:
-        why = self.applicable(info)
-        if why:
-            raise ValueError(why)
-        if "sharp" not in sample.targets:
-            raise ValueError(f"{self.spec.name}: sample {sample.key!r} has no sharp target")
-        ref = np.asarray(sample.targets["sharp"], dtype=np.float64)
+        ref = self.checked_target(pred, sample, info, "sharp")
         img = np.clip(np.asarray(pred, dtype=np.float64), 0.0, 1.0)
         if img.shape != ref.shape:
             raise ValueError(f"{self.spec.name}: prediction has shape {img.shape} but sharp has shape {ref.shape}")

@@ -181,12 +181,7 @@ class _MAE(Metric):
         return mae(p, g) / self.SCALE
 
     def per_sample(self, pred: np.ndarray, sample, info: PredInfo) -> dict[str, Any]:
-        why = self.applicable(info)
-        if why:
-            raise ValueError(why)
-        if "radius_map" not in sample.targets:
-            raise ValueError(f"{self.spec.name}: sample {sample.key!r} has no radius_map target")
-        gt = np.asarray(sample.targets["radius_map"], dtype=np.float64)
+        gt = self.checked_target(pred, sample, info, "radius_map")
         pred = np.asarray(pred)
         if pred.shape != gt.shape:
             raise ValueError(f"{self.spec.name}: prediction has shape {pred.shape} but radius_map has shape {gt.shape}")
