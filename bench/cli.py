@@ -292,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"bench: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        detail = f"; {err}" if str(err) else ""
+        print(f"bench: interrupted{detail}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -19,6 +19,7 @@ Reduce and store
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -43,6 +44,10 @@ from .store import FORMAT, FORMAT_VERSION, RunWriter, git_info, machine_info, ne
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 #: Which method outputs each dataset task scores.
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``bench run``; ``str()`` says where the finished tasks are and how to resume."""
+
+
 FITS = {"detection": ("blur_map",), "defocus_map": ("blur_map",), "patch_blur": ("blur_map",),
         "enhancement": ("enhanced_image", "restored_image"), "restoration": ("restored_image",)}
 #: Metrics run by default on each task.
@@ -155,8 +160,9 @@ def run_job(job: Job) -> dict:
         for key in job.keys:
             fail(key, "predict", err)
         return out
-    metrics = {name: create_metric(name, device=job.device) if name in _DEVICE_METRICS else create_metric(name)
-               for name in job.metrics}
+    # model-based metrics (no-reference IQA networks) run on the run's --device; the others are numpy
+    metrics = {name: create_metric(name, device=job.device) if get_metric(name).spec.task == "nr_iqa"
+               else create_metric(name) for name in job.metrics}
     for key in job.keys:
         try:
             sample = job.dataset.load(key)
@@ -183,9 +189,6 @@ def run_job(job: Job) -> dict:
             out["previews"][key] = {"input": previews.image_png(sample.image), "target": previews.target_png(sample.targets),
                                     "output": previews.output_png(pred)}
     return out
-
-
-_DEVICE_METRICS = {"niqe", "brisque", "piqe"}
 
 
 def plan(methods: list[str], datasets: dict[str, object], metric_names: list[str] | None) -> list[Pair]:
@@ -316,7 +319,10 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
         path = writer.finish(status="nothing ran", exit_code=EXIT_NOTHING, seconds=time.perf_counter() - t0)
         return path, EXIT_NOTHING
     log(f"bench run {run_id}: {len(method_names)} method(s) x {len(opened)} dataset(s), {len(jobs)} task(s) -> {out}")
-    results = _execute(jobs, scheduler=scheduler, workers=n_workers, fail_fast=fail_fast, log=log)
+    try:
+        results = _execute(jobs, writer, scheduler=scheduler, workers=n_workers, fail_fast=fail_fast, log=log)
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"finished tasks are kept in {writer.work}; rerun with --out {out} to resume") from None
     exit_code = _reduce(writer, runnable, opened, results)
     status = "complete" if exit_code == EXIT_OK else "partial"
     path = writer.finish(status=status, exit_code=exit_code, seconds=time.perf_counter() - t0)
@@ -335,23 +341,46 @@ def _summary_row(writer: RunWriter, method: str, dataset: str, metric: str, stat
                            "higher_is_better": spec.higher_is_better, "unit": spec.unit})
 
 
-def _execute(jobs: list[Job], *, scheduler, workers, fail_fast, log) -> list[dict]:
+def job_key(job: Job) -> str:
+    """What a task computes, hashed: method (name, version, parameters), device, dataset id, keys,
+    metrics (name, version), previews.  Equal keys give equal results; a rerun reuses them."""
+    from methods import get_method
+    payload = {"method": job.method, "version": get_method(job.method).VERSION, "params": job.params,
+               "device": job.device, "dataset": job.dataset_name, "dataset_id": job.dataset.dataset_id,
+               "keys": job.keys, "metrics": {m: get_metric(m).spec.version for m in job.metrics},
+               "previews": job.preview_keys, "info": asdict(job.info)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _execute(jobs: list[Job], writer: RunWriter, *, scheduler, workers, fail_fast, log) -> list[dict]:
     from distributed import as_completed
 
     from datagen.runner import connect
 
+    keys = [job_key(j) for j in jobs]
+    results, todo = [], []
+    for key, job in zip(keys, jobs):
+        cached = writer.cached_result(key)
+        if cached is not None and not cached["failures"]:
+            results.append(cached)
+        else:
+            todo.append((key, job))
+    if results:
+        log(f"resuming: {len(results)} of {len(jobs)} tasks already done by the interrupted run")
+    if not todo:
+        return results
     client, cluster = connect(scheduler, workers)
-    results = []
     try:
-        futures = [client.submit(run_job, j, pure=False) for j in jobs]
-        for done, fut in enumerate(as_completed(futures, loop=client.loop), start=1):
+        futures = {client.submit(run_job, j, pure=False): k for k, j in todo}
+        for done, fut in enumerate(as_completed(list(futures), loop=client.loop), start=1):
             res = fut.result()
+            writer.save_result(futures[fut], res)
             results.append(res)
-            if done == len(jobs) or done % max(1, len(jobs) // 10) == 0:
-                log(f"  {done}/{len(jobs)} tasks")
+            if done == len(todo) or done % max(1, len(todo) // 10) == 0:
+                log(f"  {done}/{len(todo)} tasks")
             if fail_fast and res["failures"]:
-                log(f"--fail-fast: stopping after {res['failures'][0]['method']} failed on "
-                    f"{res['failures'][0]['dataset']}/{res['failures'][0]['key']}")
+                first = res["failures"][0]
+                log(f"--fail-fast: stopping after {first['method']} failed on {first['dataset']}/{first['key']}")
                 for other in futures:
                     other.cancel()
                 break

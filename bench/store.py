@@ -1,7 +1,9 @@
 """Run directories: what ``bench run`` writes and ``report`` / ``compare`` read.
 
 Layout of ``RUN_DIR`` (written as ``RUN_DIR.incomplete/`` and renamed when complete, so a
-directory at the final name is always a finished run)::
+directory at the final name is always a finished run; ``RUN_DIR.incomplete/jobs/`` keeps each
+finished task's result, keyed by a hash of what it computed, so that rerunning the same command
+after Ctrl-C or a crash resumes instead of starting over)::
 
     run.json          provenance: git sha + dirty flag, machine, package versions, profile,
                       device, methods (version, params), datasets (dataset_id), metrics (spec:
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import platform
 import shutil
 import socket
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from datagen.atomic import atomic_write_bytes
 from datagen.errors import UserError
 
 FORMAT = "defocusbench-run"
@@ -92,12 +96,27 @@ class RunWriter:
         if self.out.exists() and not (self.out / "run.json").is_file():
             raise UserError(f"--out {self.out} exists and is not a run directory; choose another --out")
         self.work = self.out.with_name(self.out.name + ".incomplete")
-        if self.work.exists():
-            shutil.rmtree(self.work)
+        if self.work.exists():   # an interrupted run: keep its finished task results (jobs/), drop the rest
+            for child in self.work.iterdir():
+                if child.name != "jobs":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
         try:
-            (self.work / "previews").mkdir(parents=True)
+            (self.work / "previews").mkdir(parents=True, exist_ok=True)
+            (self.work / "jobs").mkdir(exist_ok=True)
         except OSError as err:
             raise UserError(f"cannot create run directory {self.work} ({err.strerror or err}); choose another --out") from None
+
+    def cached_result(self, key: str) -> dict | None:
+        """The result of task ``key`` saved by an interrupted run of the same plan, if any."""
+        path = self.work / "jobs" / f"{key}.pkl"
+        try:
+            return pickle.loads(path.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+            return None
+
+    def save_result(self, key: str, result: dict) -> None:
+        """Keep a finished task's result so that a rerun after Ctrl-C or a crash resumes from it."""
+        atomic_write_bytes(self.work / "jobs" / f"{key}.pkl", pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
 
     @property
     def previews(self) -> Path:
@@ -113,6 +132,7 @@ class RunWriter:
             f.writelines(json.dumps(row, sort_keys=True) + "\n" for row in self.failures)
         meta = dict(self.meta, status=status, exit_code=exit_code, seconds=round(seconds, 3))
         (w / "run.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+        shutil.rmtree(w / "jobs", ignore_errors=True)
         if self.out.exists():
             shutil.rmtree(self.out)
         os.replace(w, self.out)

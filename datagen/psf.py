@@ -109,3 +109,42 @@ def radius_to_sigma(radius, *, mode: str = "linear") -> np.ndarray:
     if mode == "nearest":
         return sig[np.argmin(np.abs(r[..., None] - rad), axis=-1)]
     raise ValueError(f"mode must be 'linear' or 'nearest', got {mode!r}")
+
+
+def disk_kernel(radius: float) -> np.ndarray:
+    """MATLAB ``fspecial('disk', radius)``: a pillbox whose weights are the exact area of each pixel
+    inside the circle, normalised to sum 1; shape ``(2c+1, 2c+1)`` with ``c = ceil(radius - 0.5)``.
+
+    ``radius <= 0.5`` gives the 1x1 identity (so the RTF level "r = 0.5" is sharp).  Reimplemented
+    from the area formula; the values agree with MATLAB's to < 5e-6 (see tests).
+    """
+    rad = float(radius)
+    if rad <= 0 or not math.isfinite(rad):
+        raise ValueError(f"disk radius must be a finite value > 0, got {radius!r}")
+    crad = int(math.ceil(rad - 0.5))
+    if crad == 0:
+        return np.ones((1, 1))
+    x, y = np.meshgrid(np.arange(-crad, crad + 1, dtype=np.float64), np.arange(-crad, crad + 1, dtype=np.float64))
+    maxxy, minxy = np.maximum(abs(x), abs(y)), np.minimum(abs(x), abs(y))
+    r2 = rad * rad
+    m1 = np.where(r2 < (maxxy + 0.5) ** 2 + (minxy - 0.5) ** 2, minxy - 0.5,
+                  np.sqrt(np.maximum(r2 - (maxxy + 0.5) ** 2, 0)))
+    m2 = np.where(r2 > (maxxy - 0.5) ** 2 + (minxy + 0.5) ** 2, minxy + 0.5,
+                  np.sqrt(np.maximum(r2 - (maxxy - 0.5) ** 2, 0)))
+    a1, a2 = np.arcsin(np.clip(m1 / rad, -1, 1)), np.arcsin(np.clip(m2 / rad, -1, 1))
+    edge = ((r2 < (maxxy + 0.5) ** 2 + (minxy + 0.5) ** 2) & (r2 > (maxxy - 0.5) ** 2 + (minxy - 0.5) ** 2)) | \
+           ((minxy == 0) & (maxxy - 0.5 < rad) & (maxxy + 0.5 >= rad))
+    sgrid = (r2 * (0.5 * (a2 - a1) + 0.25 * (np.sin(2 * a2) - np.sin(2 * a1))) - (maxxy - 0.5) * (m2 - m1)
+             + (m1 - minxy + 0.5)) * edge
+    sgrid = sgrid + ((maxxy + 0.5) ** 2 + (minxy + 0.5) ** 2 < r2)
+    sgrid[crad, crad] = min(math.pi * r2, math.pi / 2)
+    if rad > crad - 0.5 and r2 < (crad - 0.5) ** 2 + 0.25:
+        m1s = math.sqrt(r2 - (crad - 0.5) ** 2)
+        m1n = m1s / rad
+        sg0 = 2 * (r2 * (0.5 * math.asin(m1n) + 0.25 * math.sin(2 * math.asin(m1n))) - m1s * (crad - 0.5))
+        for i, j in ((2 * crad, crad), (crad, 2 * crad), (crad, 0), (0, crad)):
+            sgrid[i, j] = sg0
+        for i, j in ((2 * crad - 1, crad), (crad, 2 * crad - 1), (crad, 1), (1, crad)):
+            sgrid[i, j] -= sg0
+    sgrid[crad, crad] = min(sgrid[crad, crad], 1)
+    return sgrid / sgrid.sum()

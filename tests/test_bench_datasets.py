@@ -156,3 +156,15 @@ def test_patch_metrics():
     assert acc.per_sample(pred, s, info)["value"] == 1.0
     assert acc.per_sample(pred + 0.2, s, info)["value"] == 0.0
     assert mae.applicable(PredInfo(units="score", higher="sharp"))
+
+
+def test_synth_defocus_layers_are_disk_blurred():
+    from bench.datasets.synthetic import disk_blur, load_builtin
+    d = open_dataset("synth_defocus")
+    key = d.keys()[0]
+    s = d.load(key)
+    sharp = load_builtin(key, 160)
+    r = s.targets["radius_map"]
+    for radius in np.unique(r):
+        sel = r == radius
+        np.testing.assert_allclose(s.image[sel], disk_blur(sharp, float(radius))[sel], atol=1e-6)

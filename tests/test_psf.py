@@ -55,3 +55,30 @@ def test_sigma_radius_table_matches_dandres_convertion_mat():
     from tests.conftest import shared_data
     ref = scipy.io.loadmat(shared_data("dandres", "convertion.mat"))["convertion"]
     np.testing.assert_allclose(psf.SIGMA_RADIUS_TABLE, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("radius", [0.75, 1.0, 1.5, 2.25, 3.0, 4.75, 6.0])
+def test_disk_kernel_is_a_normalised_symmetric_pillbox(radius):
+    k = psf.disk_kernel(radius)
+    c = int(np.ceil(radius - 0.5))
+    assert k.shape == (2 * c + 1, 2 * c + 1) and k.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(k, k.T, atol=1e-15)
+    np.testing.assert_allclose(k, k[::-1, ::-1], atol=1e-15)
+    assert (k >= 0).all() and k[c, c] == k.max()
+    # area-weighted: the total covered area is pi r^2 (up to the centre-pixel rule)
+    yy, xx = np.mgrid[-c:c + 1, -c:c + 1]
+    inside = (xx ** 2 + yy ** 2) <= (radius - 0.75) ** 2
+    np.testing.assert_allclose(k[inside], k[c, c])   # pixels wholly inside share the centre weight
+
+
+def test_disk_kernel_matches_matlab_values():
+    """MATLAB fspecial('disk', r) values (6 decimals) as tabulated in alikaraali/svbr-net-icip2022
+    ``disk_kernels.py`` (r = 0.75, 1.0, 2.0; METHODS.md 2.1 says that table is fspecial's)."""
+    np.testing.assert_allclose(psf.disk_kernel(0.75), [[0.001022, 0.107507, 0.001022], [0.107507, 0.565884, 0.107507],
+                                                       [0.001022, 0.107507, 0.001022]], atol=1e-6)
+    np.testing.assert_allclose(psf.disk_kernel(1.0), [[0.025079, 0.145344, 0.025079], [0.145344, 0.318310, 0.145344],
+                                                      [0.025079, 0.145344, 0.025079]], atol=1e-6)
+    np.testing.assert_allclose(psf.disk_kernel(2.0)[:3], [[0.0, 0.017016, 0.038115, 0.017016, 0.0],
+                                                          [0.017016, 0.078381, 0.079577, 0.078381, 0.017016],
+                                                          [0.038115, 0.079577, 0.079577, 0.079577, 0.038115]], atol=1e-6)
+    assert psf.disk_kernel(0.5).shape == (1, 1)

@@ -9,9 +9,10 @@ to RGB.
 
 ``synth_detection``  one region (a random half-plane) blurred with Gaussian sigma ~ U[2, 4] px;
                      target ``blur_mask`` (True = blurred).
-``synth_defocus``    three depth layers (random vertical bands) blurred with disk-equivalent
-                     radii drawn from 0.5..6 px (sigma from the RTF table,
-                     :func:`datagen.psf.radius_to_sigma`); targets ``radius_map``, ``sigma_map``.
+``synth_defocus``    three depth layers (random vertical bands) blurred with disk (pillbox,
+                     ``fspecial('disk', r)``) kernels of radii drawn from 0.5..6 px step 0.25,
+                     the RTF levels; targets ``radius_map`` and ``sigma_map`` (the RTF table's
+                     equivalent Gaussian, :func:`datagen.psf.radius_to_sigma`).
 ``synth_enhance``    the whole photo blurred with Gaussian sigma 1.5 px; target ``sharp``.
 """
 from __future__ import annotations
@@ -41,6 +42,12 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
         return image.astype(np.float32, copy=True)
     k = psf.gaussian_kernel1d(sigma).astype(np.float32)
     return cv2.sepFilter2D(image.astype(np.float32), cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT)
+
+
+def disk_blur(image: np.ndarray, radius: float) -> np.ndarray:
+    """Pillbox blur with MATLAB ``fspecial('disk', radius)`` (:func:`datagen.psf.disk_kernel`), reflect border."""
+    k = psf.disk_kernel(radius).astype(np.float32)
+    return cv2.filter2D(image.astype(np.float32), cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT)
 
 
 def load_builtin(name: str, size: int) -> np.ndarray:
@@ -111,7 +118,8 @@ class SynthDefocus(_Synthetic):
     NAME = "synth_defocus"
     TASK = "defocus_map"
     TARGETS = ("radius_map", "sigma_map")
-    DESCRIPTION = "built-in photos in three depth layers blurred with disk-equivalent radii 0.5-6 px; radius map"
+    VERSION = "2"   # 2: true disk kernels (1 used the table's equivalent Gaussians)
+    DESCRIPTION = "built-in photos in three depth layers blurred with disk kernels of radius 0.5-6 px; radius map"
 
     def load(self, key: str) -> Sample:
         rng = self._rng(key)
@@ -126,7 +134,7 @@ class SynthDefocus(_Synthetic):
         image = np.empty_like(sharp)
         for i, r in enumerate(radii):
             sel = layer == i
-            image[sel] = gaussian_blur(sharp, float(psf.radius_to_sigma(r)))[sel]
+            image[sel] = disk_blur(sharp, float(r))[sel]
         return Sample(key, image, {"radius_map": radius_map, "sigma_map": sigma_map}, {"radii": radii.tolist()})
 
 
