@@ -47,7 +47,17 @@ __all__ = [
     "score_image",
 ]
 
-PYIQA_VERSION = "0.1.16"
+def _installed_pyiqa() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("pyiqa")
+    except PackageNotFoundError:
+        return "missing"
+
+
+#: The installed pyiqa release is part of the metric version, so results of another release are
+#: "not comparable" in ``bench compare`` rather than silently compared (read without importing pyiqa).
+PYIQA_VERSION = _installed_pyiqa()
 VERSION = f"pyiqa-{PYIQA_VERSION}/1"
 
 #: our name -> (pyiqa metric name, weight name in bench.weights or None, smallest side in pixels)
