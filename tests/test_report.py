@@ -7,7 +7,6 @@ import shutil
 import sys
 import time
 import types
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from bench.compare import CompareRow
 from bench.report import render_report, write_report
 
 from .browser import render_in_chromium
@@ -250,20 +250,6 @@ def test_best_per_column_both_directions(run_dir):
         assert cell["status"] == "failed" and cell["text"].strip() == "failed"
 
 
-@dataclass
-class _Row:
-    method: str
-    dataset: str
-    metric: str
-    base: float | None
-    current: float | None
-    delta: float | None
-    ci_low: float | None
-    ci_high: float | None
-    mark: str
-    reason: str
-
-
 STAND_IN_SYMBOLS = {"worse": "+", "better": "-", "unchanged": " ", "not comparable": "x",
                     "newly failing": "!", "fixed": "*", "new": "n", "missing": "m"}
 
@@ -276,10 +262,10 @@ def test_comparison_section_with_stand_in(tmp_path, monkeypatch):
     def compare_runs(base_dir, current_dir):
         calls.append((Path(base_dir), Path(current_dir)))
         return [
-            _Row("sharpnet", "cuhk_det", "f_max", 0.81, 0.91, 0.10, 0.05, 0.15, "better", ""),
-            _Row("blurmap<x>", "cuhk_det", "mae", 0.12, 0.22, 0.10, 0.02, 0.18, "worse", f"slower {EVIL}"),
-            _Row("brokenmethod", "gauss20", "mae_sigma", 1.0, None, None, None, None, "newly failing", "crash"),
-            _Row("sharpnet", "gauss20", "spearman", 0.66, 0.76, 0.1, -0.2, 0.3, "unchanged", "CI spans 0"),
+            CompareRow("sharpnet", "cuhk_det", "f_max", 0.81, 0.91, 0.10, 0.05, 0.15, "better", ""),
+            CompareRow("blurmap<x>", "cuhk_det", "mae", 0.12, 0.22, 0.10, 0.02, 0.18, "worse", f"slower {EVIL}"),
+            CompareRow("brokenmethod", "gauss20", "mae_sigma", 1.0, None, None, None, None, "newly failing", "crash"),
+            CompareRow("sharpnet", "gauss20", "spearman", 0.66, 0.76, 0.1, -0.2, 0.3, "unchanged", "CI spans 0"),
         ]
 
     fake = types.ModuleType("bench.compare")
