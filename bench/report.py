@@ -449,6 +449,10 @@ def _leaderboard(run: _Run, dataset: str) -> str:
             target = max(scored.values()) if hib else min(scored.values())
             best[metric] = {m for m, v in scored.items() if v == target}
 
+    # methods that do not fit this dataset at all (every cell n/a) get one line, not a row of dashes
+    not_applicable = [m for m in methods
+                      if all(str(_clean((cells.get((m, mt)) or {}).get("status")) or "") == "n/a" for mt in metrics)]
+    methods = [m for m in methods if m not in not_applicable]
     body = []
     notes = []
     for method in methods:
@@ -488,6 +492,12 @@ def _leaderboard(run: _Run, dataset: str) -> str:
                              f"{_e(shown)}{' — ' + _e(reason) if reason else ''}</li>")
         body.append(f"<tr>{''.join(tds)}</tr>")
     out.append(_table(head, body, "leaderboard"))
+    if not_applicable:
+        items = []
+        for m in not_applicable:
+            reason = str(_clean((cells.get((m, metrics[0])) or {}).get("reason")) or "")
+            items.append(f'<span class="na-method" title="{_e(reason)}">{_e(m)}</span>')
+        out.append(f'<p class="note">Not applicable to {_e(dataset)} (hover for why): {", ".join(items)}</p>')
     if notes:
         out.append(f"<details><summary>{len(notes)} cell(s) without a value</summary>"
                    f"<ul>{''.join(notes)}</ul></details>")
