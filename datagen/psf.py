@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 #: 4-neighbour discrete Laplacian, ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]``.
@@ -121,7 +122,7 @@ def disk_kernel(radius: float) -> np.ndarray:
     rad = float(radius)
     if rad <= 0 or not math.isfinite(rad):
         raise ValueError(f"disk radius must be a finite value > 0, got {radius!r}")
-    crad = int(math.ceil(rad - 0.5))
+    crad = math.ceil(rad - 0.5)
     if crad == 0:
         return np.ones((1, 1))
     x, y = np.meshgrid(np.arange(-crad, crad + 1, dtype=np.float64), np.arange(-crad, crad + 1, dtype=np.float64))
@@ -148,3 +149,20 @@ def disk_kernel(radius: float) -> np.ndarray:
             sgrid[i, j] -= sg0
     sgrid[crad, crad] = min(sgrid[crad, crad], 1)
     return sgrid / sgrid.sum()
+
+
+def gaussian_blur(image: np.ndarray, sigma: float, *, truncate: float = 3.0) -> np.ndarray:
+    """Blur a gray ``(H, W)`` or per-channel ``(H, W, C)`` image with the separable sampled Gaussian
+    of :func:`gaussian_kernel1d`, reflect border; float32 of the same shape (``sigma <= 0``: a copy)."""
+    img = np.asarray(image, dtype=np.float32)
+    if sigma <= 0:
+        return img.copy()
+    k = gaussian_kernel1d(sigma, truncate=truncate).astype(np.float32)
+    return cv2.sepFilter2D(img, cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT).reshape(img.shape)
+
+
+def disk_blur(image: np.ndarray, radius: float) -> np.ndarray:
+    """Pillbox blur with :func:`disk_kernel` (MATLAB ``fspecial('disk', radius)``), reflect border; float32."""
+    k = disk_kernel(radius).astype(np.float32)
+    img = np.asarray(image, dtype=np.float32)
+    return cv2.filter2D(img, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT).reshape(img.shape)

@@ -7,7 +7,6 @@ import scipy.io
 from PIL import Image
 
 from bench.datasets import DATASETS, open_dataset
-from bench.datasets.synthetic import gaussian_blur
 from datagen import psf
 from datagen.errors import UserError
 
@@ -21,7 +20,7 @@ def _cuhk(root, n=4, *, inverted=False, image_dir="image"):
         sharp = synthetic_photo(i, 60, 80).astype(np.float32) / 255
         mask = np.zeros((60, 80), bool)
         mask[:, 40:] = True
-        img = np.where(mask[..., None], gaussian_blur(sharp, 3.0), sharp)
+        img = np.where(mask[..., None], psf.gaussian_blur(sharp, 3.0), sharp)
         Image.fromarray((img * 255 + 0.5).astype(np.uint8)).save(root / image_dir / f"out_of_focus{i:04d}.png")
         stored = ~mask if inverted else mask
         Image.fromarray(stored.astype(np.uint8) * 255).save(root / "gt" / f"out_of_focus{i:04d}.png")
@@ -159,7 +158,7 @@ def test_patch_metrics():
 
 
 def test_synth_defocus_layers_are_disk_blurred():
-    from bench.datasets.synthetic import disk_blur, load_builtin
+    from bench.datasets.synthetic import load_builtin
     d = open_dataset("synth_defocus")
     key = d.keys()[0]
     s = d.load(key)
@@ -167,4 +166,4 @@ def test_synth_defocus_layers_are_disk_blurred():
     r = s.targets["radius_map"]
     for radius in np.unique(r):
         sel = r == radius
-        np.testing.assert_allclose(s.image[sel], disk_blur(sharp, float(radius))[sel], atol=1e-6)
+        np.testing.assert_allclose(s.image[sel], psf.disk_blur(sharp, float(radius))[sel], atol=1e-6)

@@ -21,7 +21,6 @@ import hashlib
 import json
 from functools import cached_property
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -34,20 +33,6 @@ from .base import Dataset, Sample
 
 #: Sharp built-in photos used by default (clock/moon/retina are avoided: blurred or featureless).
 DEFAULT_IMAGES = ("astronaut", "coffee", "rocket", "motorcycle", "camera", "gravel")
-
-
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable sampled-Gaussian blur (:func:`datagen.psf.gaussian_kernel1d`), reflect border, float32."""
-    if sigma <= 0:
-        return image.astype(np.float32, copy=True)
-    k = psf.gaussian_kernel1d(sigma).astype(np.float32)
-    return cv2.sepFilter2D(image.astype(np.float32), cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT)
-
-
-def disk_blur(image: np.ndarray, radius: float) -> np.ndarray:
-    """Pillbox blur with MATLAB ``fspecial('disk', radius)`` (:func:`datagen.psf.disk_kernel`), reflect border."""
-    k = psf.disk_kernel(radius).astype(np.float32)
-    return cv2.filter2D(image.astype(np.float32), cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT)
 
 
 def load_builtin(name: str, size: int) -> np.ndarray:
@@ -110,7 +95,7 @@ class SynthDetection(_Synthetic):
         sharp = load_builtin(key, self.size)
         mask = _half_plane(sharp.shape[:2], rng)
         sigma = float(rng.uniform(2.0, 4.0))
-        image = np.where(mask[..., None], gaussian_blur(sharp, sigma), sharp)
+        image = np.where(mask[..., None], psf.gaussian_blur(sharp, sigma), sharp)
         return Sample(key, image.astype(np.float32), {"blur_mask": mask}, {"sigma": sigma})
 
 
@@ -134,7 +119,7 @@ class SynthDefocus(_Synthetic):
         image = np.empty_like(sharp)
         for i, r in enumerate(radii):
             sel = layer == i
-            image[sel] = disk_blur(sharp, float(r))[sel]
+            image[sel] = psf.disk_blur(sharp, float(r))[sel]
         return Sample(key, image, {"radius_map": radius_map, "sigma_map": sigma_map}, {"radii": radii.tolist()})
 
 
@@ -147,4 +132,4 @@ class SynthEnhance(_Synthetic):
 
     def load(self, key: str) -> Sample:
         sharp = load_builtin(key, self.size)
-        return Sample(key, gaussian_blur(sharp, self.SIGMA), {"sharp": sharp}, {"sigma": self.SIGMA})
+        return Sample(key, psf.gaussian_blur(sharp, self.SIGMA), {"sharp": sharp}, {"sigma": self.SIGMA})

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import cv2
 import numpy as np
 from pydantic import Field
 
@@ -29,16 +28,7 @@ from datagen import psf
 
 from ..base import Method, Params, check_image, to_gray
 
-__all__ = ["UnsharpMask", "gaussian_blur", "unsharp_mask"]
-
-
-def gaussian_blur(image: np.ndarray, sigma: float, *, truncate: float = 3.0) -> np.ndarray:
-    """Separable Gaussian blur (kernel from :mod:`datagen.psf`), reflect border, per channel; float32."""
-    img = np.asarray(image, dtype=np.float32)
-    if sigma == 0:
-        return img.copy()
-    k = psf.gaussian_kernel1d(sigma, truncate=truncate).astype(np.float32)
-    return cv2.sepFilter2D(img, cv2.CV_32F, k, k, borderType=cv2.BORDER_REFLECT).reshape(img.shape)
+__all__ = ["UnsharpMask", "unsharp_mask"]
 
 
 def unsharp_mask(image: np.ndarray, *, sigma: float = 1.5, amount: float = 1.5, truncate: float = 3.0,
@@ -46,10 +36,10 @@ def unsharp_mask(image: np.ndarray, *, sigma: float = 1.5, amount: float = 1.5, 
     """``clip(img + amount * (img - G_sigma * img), 0, 1)`` on RGB (``channels="rgb"``) or via luma (``"luma"``)."""
     img = np.asarray(image, dtype=np.float32)
     if channels == "rgb":
-        detail = img - gaussian_blur(img, sigma, truncate=truncate)
+        detail = img - psf.gaussian_blur(img, sigma, truncate=truncate)
     elif channels == "luma":
         y = to_gray(img)
-        detail = (y - gaussian_blur(y, sigma, truncate=truncate))
+        detail = (y - psf.gaussian_blur(y, sigma, truncate=truncate))
         detail = detail[..., None] if img.ndim == 3 else detail
     else:
         raise ValueError(f"channels must be 'rgb' or 'luma', got {channels!r}")
