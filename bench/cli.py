@@ -126,8 +126,10 @@ def cmd_run(args) -> int:
 
 # ----------------------------------------------------------------------------- predict
 def cmd_predict(args) -> int:
+    from pydantic import ValidationError
+
     from datagen.atomic import atomic_write_bytes
-    from datagen.errors import writable_dir
+    from datagen.errors import describe_validation_error, writable_dir
     from datagen.imageio import read_rgb
     from methods import create_method, get_method
 
@@ -136,11 +138,11 @@ def cmd_predict(args) -> int:
     try:
         get_method(args.method)
     except KeyError as err:
-        raise UserError(str(err).strip('"')) from None
+        raise UserError(err.args[0]) from None
     try:
         method = create_method(args.method, _parse_sets(args.set), device=args.device, weights=args.weights)
-    except Exception as err:  # noqa: BLE001 - pydantic / weights errors become one line
-        raise UserError(f"{args.method}: {' '.join(str(err).split())[:300]}") from None
+    except ValidationError as err:
+        raise UserError(f"--set for {args.method}: {describe_validation_error(err)}") from None
     out = writable_dir(args.out, hint="choose another --out")
     images = [(p, read_rgb(p)) for p in args.images]  # decode all first: bad input fails before any output
     for path, image in images:

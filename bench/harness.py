@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from datagen.errors import UserError, unknown_name
+from datagen.errors import UserError, describe_validation_error, unknown_name
 
 from . import datasets as ds_mod
 from .metrics import PredInfo, create_metric, get_metric
@@ -285,7 +285,7 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
         try:
             p = cls.Params.model_validate(params.get(m, {}))
         except ValidationError as err:
-            raise UserError(f"--set for {m}: {' '.join(str(err).split())[:300]}") from None
+            raise UserError(f"--set for {m}: {describe_validation_error(err)}") from None
         method_info[m] = dict(cls.info(), params=p.model_dump(mode="json"))
     pairs = plan(method_names, opened, metric_names)
     used_metrics = sorted({m for p in pairs for m in (*p.metrics, *p.na, *p.unavailable)})

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from datagen.errors import UserError
+from datagen.errors import UserError, describe_validation_error
 
 from .harness import EXIT_OK, EXIT_REGRESSION, parse_roots, run
 
@@ -51,9 +51,7 @@ def load_config(path: str | Path) -> tuple[NightlyConfig, Path]:
     try:
         return NightlyConfig.model_validate(data), path.resolve().parent
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        raise UserError(f"nightly config {path}: {where}: {first['msg']}") from None
+        raise UserError(f"nightly config {path}: {describe_validation_error(err)}") from None
 
 
 def nightly(config_path: str | Path, *, log=lambda m: print(m, file=sys.stderr)) -> int:

@@ -68,3 +68,22 @@ def unknown_name(what: str, name: str, known) -> str:
     close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known) or '(none)'}"
     return f"unknown {what} {name!r}; {hint}"
+
+
+def validation_message(error: dict, loc: str) -> str:
+    """One line for one pydantic error entry (``ValidationError.errors()[i]``) at field path ``loc``."""
+    loc = loc or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{loc}: unknown key; remove it or check its spelling"
+    if error["type"] == "missing":
+        return f"{loc}: required key is missing"
+    got = error.get("input")
+    got = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    msg = error["msg"]
+    return f"{loc}: {msg[0].lower() + msg[1:]}{got}"
+
+
+def describe_validation_error(err, prefix: str = "") -> str:
+    """One line for the first error of a pydantic ``ValidationError``: the field path and what is wrong."""
+    e = err.errors(include_url=False)[0]
+    return validation_message(e, ".".join(str(p) for p in (prefix, *e["loc"]) if p != ""))

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from .errors import ManifestError
+from .errors import ManifestError, validation_message
 from .generators import StrictModel, get_generator
 
 SplitName = Literal["train", "val", "test"]
@@ -121,17 +121,11 @@ def _describe(err: ValidationError, prefix: str = "") -> str:
     loc = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
     # discriminated unions put the tag in the path ("sources.0.folder.root"): drop it
     loc = re.sub(r"\.(builtin|folder|div2k)(?=\.|$)", "", loc)
-    if e["type"] == "extra_forbidden":
-        return f"{loc}: unknown key; remove it or check its spelling"
-    if e["type"] == "missing":
-        return f"{loc}: required key is missing"
     if e["type"] == "union_tag_invalid":
         return f"{loc}: unknown source kind {e['input'].get('kind')!r}; use one of builtin, folder, div2k"
     if e["type"] == "union_tag_not_found":
         return f"{loc}: missing 'kind' (builtin, folder or div2k)"
-    got = e.get("input")
-    got = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-    return f"{loc}: {e['msg'][0].lower() + e['msg'][1:]}{got}"
+    return validation_message(e, loc)
 
 
 def parse_manifest(data: Any, *, where: str = "manifest", base_dir: str | Path = ".",

@@ -22,7 +22,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+
+from datagen.generators.base import StrictModel
 
 PROVIDES = ("blur_map", "enhanced_image", "restored_image")
 UNITS = ("sigma_px", "radius_px", "relative", "score", "image")
@@ -32,10 +33,8 @@ HIGHER = ("blurred", "sharp", "n/a")
 LUMA_BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-class Params(BaseModel):
+class Params(StrictModel):
     """Method parameters: strict (unknown keys are errors), immutable once validated."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
