@@ -105,6 +105,7 @@ class Pair:
     na: dict[str, str] = field(default_factory=dict)           # metric -> why n/a
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why unavailable
     reason: str = ""                                           # whole pair n/a
+    info: PredInfo = field(default_factory=PredInfo)           # how to read the method's output
 
 
 @dataclass
@@ -191,6 +192,14 @@ def run_job(job: Job) -> dict:
     return out
 
 
+def _wanted_metrics(task: str, metric_names: list[str] | None) -> list[str]:
+    """The task's default metrics, or the selected ones that score this task."""
+    if metric_names is None:
+        return list(DEFAULT_METRICS[task])
+    wanted = [m for m in DEFAULT_METRICS[task] if m in metric_names]
+    return wanted + [m for m in metric_names if m not in wanted and get_metric(m).spec.task == task]
+
+
 def plan(methods: list[str], datasets: dict[str, object], metric_names: list[str] | None) -> list[Pair]:
     from methods import get_method
     pairs = []
@@ -200,14 +209,13 @@ def plan(methods: list[str], datasets: dict[str, object], metric_names: list[str
         info = PredInfo(provides=cls.PROVIDES, units=cls.UNITS, higher=cls.HIGHER)
         for dname, dset in datasets.items():
             task = dset.TASK
+            wanted = _wanted_metrics(task, metric_names)
+            pair = Pair(mname, dname, [], info=info)
             if cls.PROVIDES not in FITS[task]:
-                pairs.append(Pair(mname, dname, [], reason=f"{mname} provides {cls.PROVIDES}; {dname} ({task}) scores "
-                                                           f"{' / '.join(FITS[task])}"))
+                pair.reason = f"{mname} provides {cls.PROVIDES}; {dname} ({task}) scores {' / '.join(FITS[task])}"
+                pair.na = dict.fromkeys(wanted, pair.reason)
+                pairs.append(pair)
                 continue
-            wanted = [m for m in DEFAULT_METRICS[task] if metric_names is None or m in metric_names]
-            if metric_names is not None:  # explicitly chosen metrics that suit this task
-                wanted += [m for m in metric_names if m not in wanted and get_metric(m).spec.task == task]
-            pair = Pair(mname, dname, [])
             for m in wanted:
                 metric = metric_objs.setdefault(m, create_metric(m))
                 why = metric.applicable(info)
@@ -299,7 +307,7 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
             "metrics": {m: _spec_dict(m) for m in used_metrics}}
     writer = RunWriter(out, meta)
     for p in pairs:
-        for m, why in ([(m, p.reason) for m in DEFAULT_METRICS[opened[p.dataset].TASK]] if p.reason else p.na.items()):
+        for m, why in p.na.items():
             _summary_row(writer, p.method, p.dataset, m, "n/a", why)
         for m, why in p.unavailable.items():
             _summary_row(writer, p.method, p.dataset, m, "unavailable", why)
@@ -307,13 +315,11 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
     jobs = []
     n_workers = workers or len(os.sched_getaffinity(0))
     for p in runnable:
-        cls = get_method(p.method)
         dset = opened[p.dataset]
         keys = dset.keys()
         for chunk in _chunks(keys, n_workers):
             jobs.append(Job(p.method, method_info[p.method]["params"], device, dset, p.dataset, chunk, p.metrics,
-                            [k for k in chunk if k in keys[:PREVIEWS_PER_DATASET]],
-                            PredInfo(provides=cls.PROVIDES, units=cls.UNITS, higher=cls.HIGHER)))
+                            [k for k in chunk if k in keys[:PREVIEWS_PER_DATASET]], p.info))
     if not jobs:
         log("nothing to run: no method fits the selected datasets")
         path = writer.finish(status="nothing ran", exit_code=EXIT_NOTHING, seconds=time.perf_counter() - t0)
@@ -439,6 +445,5 @@ def _reduce(writer: RunWriter, pairs: list[Pair], opened: dict, results: list[di
                     writer.curves.append({"method": p.method, "dataset": p.dataset, "metric": metric, "curve": curve,
                                           "point": i, **{c: float(series[c][i]) if c in series else float("nan")
                                                          for c in ("threshold", "precision", "recall")}})
-    incomplete = any(len(states.get((p.method, p.dataset, m), {})) < len(opened[p.dataset].keys())
-                     for p in pairs for m in p.metrics)
+    incomplete = any(row["status"] == "failed" for row in writer.summary)
     return EXIT_PARTIAL if writer.failures or incomplete else EXIT_OK
