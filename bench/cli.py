@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from datagen.errors import UserError
+from datagen.errors import UserError, stdout_closed
 
 from .harness import (  # noqa: F401
     EXIT_INTERRUPTED,
@@ -63,53 +63,63 @@ def _method_params(items: list[str] | None) -> dict[str, dict]:
 
 
 # ----------------------------------------------------------------------------- list
-def cmd_list(args) -> int:
-    if args.what == "methods":
-        from methods import get_method, list_methods
-
-        from .weights import weight_status
-        rows = []
-        for name in list_methods():
-            info = get_method(name).info()
-            info["weights_present"] = {w: weight_status(w)["present"] for w in info["weights"]}
-            rows.append(info)
-        if args.json:
-            _print_json(rows)
-        else:
-            for r in rows:
-                w = ", ".join(f"{k} {'present' if v else 'MISSING'}" for k, v in r["weights_present"].items()) or "no weights"
-                higher = f", higher = {r['higher']}" if r["higher"] != "n/a" else ""
-                print(f"{r['name']:16s} v{r['version']:4s} {r['provides']} [{r['units']}{higher}]; {w}\n"
-                      f"{'':22s}{r['description']}")
-    elif args.what == "metrics":
-        from dataclasses import asdict
-
-        from .metrics import get_metric, list_metrics
-        rows = []
-        for name in list_metrics():
-            metric = get_metric(name)
-            spec = asdict(metric.spec)
-            try:
-                spec["available"] = metric().unavailable() or "yes"
-            except Exception as err:  # noqa: BLE001 - listing must not die on one metric
-                spec["available"] = f"no ({err})"
-            rows.append(spec)
-        if args.json:
-            _print_json(rows)
-        else:
-            for r in rows:
-                arrow = "higher is better" if r["higher_is_better"] else "lower is better"
-                print(f"{r['name']:16s} {r['task']:12s} needs {','.join(r['needs']) or '-':12s} {arrow:16s} "
-                      f"[{r['unit']}] {r['available']}")
+def _emit(rows: list[dict], as_json: bool, line) -> None:
+    """Rows as JSON (``--json``) or one ``line(row)`` each."""
+    if as_json:
+        _print_json(rows)
     else:
-        from .datasets import dataset_table
-        rows = dataset_table()
-        if args.json:
-            _print_json(rows)
-        else:
-            for r in rows:
-                root = "needs --root" if r["needs_root"] else "built in"
-                print(f"{r['name']:16s} {r['task']:12s} {root:13s} {r['description']}")
+        for r in rows:
+            print(line(r))
+
+
+def _method_rows() -> list[dict]:
+    from methods import get_method, list_methods
+
+    from .weights import weight_status
+    rows = []
+    for name in list_methods():
+        info = get_method(name).info()
+        info["weights_present"] = {w: weight_status(w)["present"] for w in info["weights"]}
+        rows.append(info)
+    return rows
+
+
+def _method_line(r: dict) -> str:
+    w = ", ".join(f"{k} {'present' if v else 'MISSING'}" for k, v in r["weights_present"].items()) or "no weights"
+    higher = f", higher = {r['higher']}" if r["higher"] != "n/a" else ""
+    return f"{r['name']:16s} v{r['version']:4s} {r['provides']} [{r['units']}{higher}]; {w}\n{'':22s}{r['description']}"
+
+
+def _metric_rows() -> list[dict]:
+    from .harness import metric_spec_dict
+    from .metrics import get_metric, list_metrics
+    rows = []
+    for name in list_metrics():
+        spec = metric_spec_dict(name)
+        try:
+            spec["available"] = get_metric(name)().unavailable() or "yes"
+        except Exception as err:  # noqa: BLE001 - listing must not die on one metric
+            spec["available"] = f"no ({err})"
+        rows.append(spec)
+    return rows
+
+
+def _metric_line(r: dict) -> str:
+    arrow = "higher is better" if r["higher_is_better"] else "lower is better"
+    return (f"{r['name']:16s} {r['task']:12s} needs {','.join(r['needs']) or '-':12s} {arrow:16s} "
+            f"[{r['unit']}] {r['available']}")
+
+
+def _dataset_line(r: dict) -> str:
+    root = "needs --root" if r["needs_root"] else "built in"
+    return f"{r['name']:16s} {r['task']:12s} {root:13s} {r['description']}"
+
+
+def cmd_list(args) -> int:
+    from .datasets import dataset_table
+    rows, line = {"methods": (_method_rows, _method_line), "metrics": (_metric_rows, _metric_line),
+                  "datasets": (dataset_table, _dataset_line)}[args.what]
+    _emit(rows(), args.json, line)
     return EXIT_OK
 
 
@@ -205,13 +215,8 @@ def cmd_weights(args) -> int:
             raise UserError("bench weights import NAME PATH: both are required")
         print(import_weights(args.name, args.path))
         return EXIT_OK
-    rows = list_weights()
-    if args.json:
-        _print_json(rows)
-    else:
-        for r in rows:
-            state = "present" if r["present"] else "missing"
-            print(f"{r['name']:10s} {state:8s} {r['path']}  (used by {', '.join(r['used_by'])})")
+    _emit(list_weights(), args.json, lambda r: f"{r['name']:10s} {'present' if r['present'] else 'missing':8s} "
+                                                f"{r['path']}  (used by {', '.join(r['used_by'])})")
     return EXIT_OK
 
 
@@ -294,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"bench: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        return stdout_closed()
     except KeyboardInterrupt as err:
         detail = f"; {err}" if str(err) else ""
         print(f"bench: interrupted{detail}", file=sys.stderr)

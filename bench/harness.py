@@ -249,7 +249,8 @@ def _chunks(keys: list[str], workers: int) -> list[list[str]]:
     return [keys[i:i + n] for i in range(0, len(keys), n)]
 
 
-def _spec_dict(name: str) -> dict:
+def metric_spec_dict(name: str) -> dict:
+    """A metric's spec as JSON-ready data (run.json, ``bench list metrics``)."""
     d = asdict(get_metric(name).spec)
     d["needs"], d["accepts"], d["weights"] = list(d["needs"]), list(d["accepts"]), list(d["weights"])
     return d
@@ -304,7 +305,7 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
             "git": git_info(), "machine": machine_info(), "versions": _versions(), "methods": method_info,
             "datasets": {n: {"dataset_id": d.dataset_id, "version": d.VERSION, "task": d.TASK, "n": len(d.keys()),
                              "description": getattr(d, "description", d.DESCRIPTION)} for n, d in opened.items()},
-            "metrics": {m: _spec_dict(m) for m in used_metrics}}
+            "metrics": {m: metric_spec_dict(m) for m in used_metrics}}
     writer = RunWriter(out, meta)
     for p in pairs:
         for m, why in p.na.items():

@@ -17,6 +17,7 @@ from .errors import (
     EXIT_USAGE,
     UserError,
     VerificationError,
+    stdout_closed,
 )
 
 
@@ -213,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     except VerificationError as err:
         print(f"datagen: verify failed: {err}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        return stdout_closed()
     except KeyboardInterrupt:
         print("datagen: interrupted; complete shards are kept, rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

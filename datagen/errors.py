@@ -87,3 +87,11 @@ def describe_validation_error(err, prefix: str = "") -> str:
     """One line for the first error of a pydantic ``ValidationError``: the field path and what is wrong."""
     e = err.errors(include_url=False)[0]
     return validation_message(e, ".".join(str(p) for p in (prefix, *e["loc"]) if p != ""))
+
+
+def stdout_closed() -> int:
+    """For ``except BrokenPipeError`` in a CLI ``main``: the reader of our output went away
+    (``| head``).  Point stdout at /dev/null so the interpreter's final flush stays quiet; exit 0."""
+    import sys
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK

@@ -96,3 +96,10 @@ def test_score_reproduces_the_published_hifst_curve_from_the_cli():
     assert np.abs(got - ref).max() < 0.005
     print(f"bench score vs published HiFST curve: max |diff| {np.abs(got - ref).max():.2e}, "
           f"AP {result['metrics']['pr_hifst']['value']:.4f}")
+
+
+@pytest.mark.parametrize("tool,args", [("bench", "list metrics"), ("datagen", "list")])
+def test_output_cut_short_by_a_pipe_is_not_a_traceback(tool, args):
+    r = subprocess.run(f"'{BIN / tool}' {args} | head -c 1 > /dev/null; exit ${{PIPESTATUS[0]}}", shell=True,
+                       executable="/bin/bash", capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
