@@ -15,6 +15,7 @@ from PIL import Image
 from datagen.errors import SourceError, UserError
 
 from .datasets import open_dataset
+from .datasets.base import Sample
 from .datasets.cuhk import key_for_map_file
 from .harness import DEFAULT_METRICS, select_metrics
 from .metrics import PredInfo, create_metric
@@ -94,7 +95,6 @@ def score_maps(*, dataset: str, root: str, maps: str, higher: str = "blurred", u
         if pred.shape != shape:
             raise UserError(f"{paths[key]}: map is {pred.shape[1]}x{pred.shape[0]} but the ground truth is "
                             f"{shape[1]}x{shape[0]}; resize it or check the file")
-        from .datasets.base import Sample
         sample = Sample(key, np.empty((0, 0, 3), np.float32), targets)
         for m, obj in objs.items():
             states[m][key] = obj.per_sample(pred, sample, info)
