@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import FORMAT, SPLITS
+from . import FORMAT, FORMAT_VERSION, SPLITS
 from .errors import SourceError, VerificationError
 from .writer import content_sha256, dataset_digests
 
@@ -57,6 +57,9 @@ def verify(path: str | os.PathLike) -> dict:
     """Re-hash every dataset and check structure; raises :class:`VerificationError` on any mismatch."""
     with open_corpus(path) as f:
         meta = read_info(f)
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise VerificationError(f"{path}: corpus format v{meta.get('format_version')} is hashed differently from "
+                                    f"v{FORMAT_VERSION}; rebuild it (datagen build MANIFEST --overwrite) to verify it")
         problems = []
         digests = dataset_digests(f)
         keys = [k.decode() if isinstance(k, bytes) else k for k in f["sources/key"][...]]

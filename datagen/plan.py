@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from . import FORMAT_VERSION, SPLITS
 from .errors import ManifestError
+from .generators import get_generator
 from .manifest import Manifest
 from .seeding import stable_digest
 from .sources import list_source
@@ -107,6 +108,7 @@ def make_plan(manifest: Manifest, *, limit: int | None = None) -> Plan:
     images = tuple(SourceImage(j, k, listed[k][0].path, listed[k][0].size, listed[k][1]) for j, k in enumerate(ordered))
     content = {
         "format_version": FORMAT_VERSION,
+        "generator_version": get_generator(manifest.generator.kind).VERSION,   # new code, new data: new id
         **manifest.content(),
         "limit": limit,
         "images": [[im.key, im.size, im.split] for im in images],

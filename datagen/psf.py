@@ -69,6 +69,40 @@ def convolution_matrix(kernel: np.ndarray, n_out: int) -> np.ndarray:
     return a
 
 
+def quantize_kernel(kernel: np.ndarray, *, bits: int = 16) -> np.ndarray:
+    """Integer taps ``q`` with ``q.sum() == 2**bits`` and ``|q - kernel * 2**bits| < 1`` per tap.
+
+    Fixed-point form of a normalised, symmetric, odd-sized kernel for exact integer filtering
+    (``datagen`` blurs in fixed point so that every machine computes the same bytes).  Taps are
+    floored, then the missing units go to the centre (when their count is odd) and to the
+    symmetric pairs with the largest remainders, so the result stays symmetric.
+
+    Error: for any signal ``x`` in ``[0, v]``, ``|sum(q * x) / 2**bits - sum(kernel * x)| <
+    (v / 2) * kernel.size / 2**bits`` (the tap errors sum to zero).
+
+    Returns
+    -------
+    ndarray of int64, same shape as ``kernel``
+    """
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 1 or k.size % 2 == 0 or not np.array_equal(k, k[::-1]) or (k < 0).any():
+        raise ValueError("quantize_kernel needs a 1-D, odd-sized, symmetric, non-negative kernel")
+    if abs(k.sum() - 1.0) > 1e-9:
+        raise ValueError(f"kernel must sum to 1 (got {k.sum()!r})")
+    h = k.size // 2
+    scaled = k * 2.0 ** bits
+    q = np.floor(scaled).astype(np.int64)
+    missing = (1 << bits) - int(q.sum())          # 0 <= missing < k.size
+    if missing % 2:
+        q[h] += 1
+        missing -= 1
+    remainders = (scaled - q)[h + 1:]
+    for j in np.argsort(-remainders, kind="stable")[: missing // 2]:
+        q[h + 1 + j] += 1
+        q[h - 1 - j] += 1
+    return q
+
+
 #: Gaussian sigma <-> disk radius (pixels) of D'Andres et al. 2016 (RTF), ``convertion.mat``:
 #: column 0 sigma, column 1 radius ``0.5, 0.75, ..., 6.0``.  The one place for this mapping.
 SIGMA_RADIUS_TABLE = np.array([

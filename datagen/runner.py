@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,11 +146,14 @@ class _Progress:
 
 
 #: Environment of local worker processes.  One thread per native library (one task per worker),
-#: Dask's MALLOC_TRIM_THRESHOLD_, plus MALLOC_MMAP_THRESHOLD_: setting the trim threshold disables
-#: glibc's adaptive mmap threshold, so every array over 128 KiB was mmap'ed and page-faulted
-#: afresh, which made sample generation 2.3x slower.  Remote workers want the same (README).
+#: and glibc kept from handing memory back between images: setting any trim threshold (Dask sets
+#: 64 KiB) disables the adaptive mmap threshold, so every array over 128 KiB was mmap'ed and
+#: page-faulted afresh (2.3x slower); a 64 MiB mmap threshold fixes that, and a 512 MiB trim
+#: threshold keeps freed heap pages for the next image instead of faulting them in again (-6 %
+#: with one worker; on virtual machines that return idle memory to the host, page faults on
+#: returned pages are slow).  Remote workers want the same (README).
 _WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1,
-                   "MALLOC_TRIM_THRESHOLD_": 65536, "MALLOC_MMAP_THRESHOLD_": 64 * 2**20}
+                   "MALLOC_TRIM_THRESHOLD_": 512 * 2**20, "MALLOC_MMAP_THRESHOLD_": 64 * 2**20}
 
 
 def connect(scheduler: str | None, workers: int | None):
@@ -173,13 +177,23 @@ def connect(scheduler: str | None, workers: int | None):
 
 
 def _run_tasks(tasks: list[ShardTask], *, workers: int | None, scheduler: str | None, log: Log,
-               progress: bool | None) -> list[dict]:
+               progress: bool | None) -> threading.Thread:
+    """Run the shard tasks; returns the thread that is closing the client and cluster.
+
+    After a success the close (~0.3 s for a local cluster) overlaps the consolidation; on any
+    error it completes before the error propagates.
+    """
     from distributed import as_completed
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     client, cluster = connect(scheduler, workers)
+
+    def close() -> None:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
     bar = _Progress(sum(len(t.images) for t in tasks), log, progress)
-    results = []
     try:
         futures = [client.submit(run_shard, t, key=f"datagen-shard-{t.layout_id}-{t.index:05d}", pure=False) for t in tasks]
         for fut in as_completed(futures, loop=client.loop):
@@ -188,15 +202,15 @@ def _run_tasks(tasks: list[ShardTask], *, workers: int | None, scheduler: str | 
                 for other in futures:
                     other.cancel()
                 raise err
-            res = fut.result()
-            results.append(res)
-            bar.update(res["images"])
-    finally:
+            bar.update(fut.result()["images"])
+    except BaseException:
         bar.close()
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    return results
+        close()
+        raise
+    bar.close()
+    closer = threading.Thread(target=close, name="datagen-close-cluster", daemon=True)
+    closer.start()
+    return closer
 
 
 def build(manifest: Manifest, *, out: str | os.PathLike | None = None, workers: int | None = None,
@@ -235,9 +249,15 @@ def build(manifest: Manifest, *, out: str | os.PathLike | None = None, workers: 
                        manifest.seed, plan.layout_id, str(workdir)) for s in plan.shards if s.index not in done]
     if done:
         log(f"resuming: {len(done)} of {len(plan.shards)} shards already complete")
+    closer = None
     if tasks:
-        _run_tasks(tasks, workers=workers or len(os.sched_getaffinity(0)), scheduler=scheduler, log=log, progress=progress)
-    result = _finalize(plan, workdir, out)
+        closer = _run_tasks(tasks, workers=workers or len(os.sched_getaffinity(0)), scheduler=scheduler, log=log,
+                            progress=progress)
+    try:
+        result = _finalize(plan, workdir, out)
+    finally:
+        if closer is not None:
+            closer.join()
     shutil.rmtree(workdir, ignore_errors=True)
     result.shards_built, result.shards_reused = len(tasks), len(done)
     result.seconds = time.perf_counter() - t0
@@ -250,7 +270,7 @@ def _finalize(plan: Plan, workdir: Path, out: Path) -> BuildResult:
     fields = {name: (f.dtype, f.shape) for name, f in gen.fields().items()}
     fields["source"] = ("int32", ())
     classes = gen.classes()
-    shards, stats = [], []
+    shards, stats, digests = [], [], {}
     per_class = {s: np.zeros(len(classes), np.int64) for s in SPLITS}
     for shard in plan.shards:
         path = shard_path(workdir, shard.index)
@@ -258,7 +278,9 @@ def _finalize(plan: Plan, workdir: Path, out: Path) -> BuildResult:
         if attrs is None or attrs.get("layout_id") != plan.layout_id:
             raise RuntimeError(f"shard {path} is missing or incomplete after the build")
         shards.append((path, shard.split, int(attrs["n_samples"])))
-        stats.extend(json.loads(attrs["sources"]))
+        rows = json.loads(attrs["sources"])
+        stats.extend(rows)
+        digests.update((row["index"], d) for row, d in zip(rows, json.loads(attrs["digests"]), strict=True))
         per_class[shard.split] += np.asarray(json.loads(attrs["label_counts"]), np.int64)
     stats.sort(key=lambda s: s["index"])
     split_of = {im.index: im.split for im in plan.images}
@@ -280,6 +302,7 @@ def _finalize(plan: Plan, workdir: Path, out: Path) -> BuildResult:
         "counts": counts,
         "versions": versions(),
     }
-    digest = consolidate(out, shards, fields, sources=sources, attrs=attrs, compression=m.output.compression)
+    digest = consolidate(out, shards, fields, sources=sources, digests=digests, attrs=attrs,
+                         compression=m.output.compression)
     return BuildResult(out, plan.dataset_id, digest, counts, "built", images=len(sources),
                        samples=sum(c["samples"] for c in counts.values()), stats=sources)

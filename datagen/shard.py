@@ -15,10 +15,10 @@ import numpy as np
 from .generators import get_generator
 from .imageio import read_gray
 from .seeding import rng_for
-from .writer import shard_path, write_shard
+from .writer import image_digests, shard_path, write_shard
 
 #: Version of the shard file's datasets and attributes; resume reuses only shards of this version.
-SHARD_VERSION = 2
+SHARD_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -48,28 +48,30 @@ def run_shard(task: ShardTask) -> dict:
     cls = get_generator(task.generator["kind"])
     gen = cls(cls.Params.model_validate(task.generator))
     fields = gen.fields()
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in (*fields, "source")}
-    stats = []
+    dtypes = {name: np.dtype(spec.dtype) for name, spec in fields.items()} | {"source": np.dtype(np.int32)}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in dtypes}
+    stats, digests = [], []
     for source_index, key, path in task.images:
         image, sha = read_gray(path)
         arrays, st = gen.make(image, rng_for(task.seed, key))
         n = len(arrays["label"])
-        for name in fields:
-            parts[name].append(arrays[name])
-        parts["source"].append(np.full(n, source_index, np.int32))
+        arrays = {name: np.ascontiguousarray(arrays[name], dtype=dtypes[name]) for name in fields}
+        arrays["source"] = np.full(n, source_index, np.int32)
+        for name, arr in arrays.items():
+            parts[name].append(arr)
+        digests.append(image_digests(arrays))     # hashed here, in parallel, not by the consolidation
         stats.append({"index": source_index, "key": key, "sha256": sha, "samples": n, **st})
-    out = {}
-    for name, spec in fields.items():
-        out[name] = (np.concatenate(parts[name]) if parts[name] else np.empty((0, *spec.shape), spec.dtype)).astype(spec.dtype, copy=False)
-    out["source"] = np.concatenate(parts["source"]) if parts["source"] else np.empty(0, np.int32)
-    n_samples = len(out["source"])
-    write_shard(shard_path(Path(task.workdir), task.index), out, {
+    shapes = {name: spec.shape for name, spec in fields.items()} | {"source": ()}
+    n_samples = sum(len(a) for a in parts["source"])
+    labels = np.concatenate(parts["label"]) if parts["label"] else np.empty(0, np.int64)
+    write_shard(shard_path(Path(task.workdir), task.index), parts, dtypes, shapes, {
         "layout_id": task.layout_id,
         "shard_version": SHARD_VERSION,
         "shard_index": task.index,
         "split": task.split,
         "n_samples": n_samples,
         "sources": json.dumps(stats, sort_keys=True),
-        "label_counts": json.dumps(np.bincount(out["label"], minlength=len(gen.classes())).tolist()),
+        "digests": json.dumps(digests, sort_keys=True),
+        "label_counts": json.dumps(np.bincount(labels, minlength=len(gen.classes())).tolist()),
     })
     return {"index": task.index, "samples": n_samples, "images": len(task.images), "seconds": time.perf_counter() - t0}

@@ -194,6 +194,40 @@ def test_verify_detects_a_flipped_byte(reference, tmp_path):
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_content_hash_and_data_do_not_depend_on_shard_layout_or_compression(reference, image_folder, tmp_path):
+    """Raw-copied (uncompressed) and HDF5-written (gzip) consolidation hold the same arrays;
+    the per-image content hash ignores the shard layout; both files verify."""
+    other = build(parse_manifest(manifest_dict(image_folder, output={"images_per_shard": 3, "compression": "gzip"})),
+                  out=tmp_path / "gz.h5", workers=2, **QUIET)
+    assert other.content_sha256 == reference.content_sha256
+    verify(other.path)
+    with h5py.File(reference.path, "r") as a, h5py.File(other.path, "r") as b:
+        assert a["train/image"].compression is None and b["train/image"].compression == "gzip"
+        for split in ("train", "val", "test"):
+            for field in a[split]:
+                np.testing.assert_array_equal(a[split][field][...], b[split][field][...])
+                assert a[split][field].id.get_offset() is not None or a[split][field].shape[0] == 0
+
+
+def test_generator_version_is_part_of_the_dataset_id(image_folder, monkeypatch):
+    from datagen.generators.gauss20 import Gauss20
+    from datagen.plan import make_plan
+
+    manifest = parse_manifest(manifest_dict(image_folder))
+    before = make_plan(manifest).dataset_id
+    monkeypatch.setattr(Gauss20, "VERSION", Gauss20.VERSION + "-next")
+    assert make_plan(manifest).dataset_id != before   # a new generator never passes for an old corpus
+
+
+def test_verify_refuses_another_format_version(reference, tmp_path):
+    old = tmp_path / "old.h5"
+    old.write_bytes(reference.path.read_bytes())
+    with h5py.File(old, "r+") as f:
+        f.attrs["format_version"] = 1
+    with pytest.raises(VerificationError, match="format v1"):
+        verify(old)
+
+
 def test_torch_dataset_reads_lazily_in_dataloader_workers(reference):
     import torch
     from torch.utils.data import DataLoader

@@ -39,6 +39,19 @@ def test_convolution_matrix_equals_valid_correlation():
     assert psf.LAPLACIAN_3X3.sum() == 0
 
 
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 3.0, 19.0])
+def test_quantized_kernel_is_symmetric_exact_sum_and_close(sigma):
+    k = psf.gaussian_kernel1d(sigma)
+    q = psf.quantize_kernel(k, bits=16)
+    assert q.dtype == np.int64 and q.sum() == 2**16
+    np.testing.assert_array_equal(q, q[::-1])
+    assert np.abs(q - k * 2**16).max() < 1
+    x = np.random.default_rng(1).integers(0, 256, size=(500, k.size))
+    assert np.abs(x @ q / 2**16 - x @ k).max() < 127.5 * k.size / 2**16     # documented bound
+    with pytest.raises(ValueError):
+        psf.quantize_kernel(np.array([0.2, 0.8]))
+
+
 def test_sigma_radius_table_round_trip_and_modes():
     table = psf.SIGMA_RADIUS_TABLE
     np.testing.assert_allclose(psf.sigma_to_radius(table[:, 0]), table[:, 1])

@@ -16,9 +16,9 @@ Pipeline per source image (gray, uint8, BT.601 luma; see :mod:`datagen.imageio`)
    rounded to uint8 -- so no class depends on patch-border effects.  ``blur_context="patch"``
    instead blurs the isolated tile with a reflect border (the other reading of the paper).
 
-The blur is computed only where it is needed, exactly: per band of tile rows, one vertical
-matrix product over the union of the columns the selected tiles need, then one horizontal
-product per tile.  It equals a direct convolution of the whole image up to float64 rounding.
+The blur is computed only where it is needed, in exact fixed-point arithmetic (kernel taps
+quantised to ``2**-16``): the same bytes on every machine, and within one gray level of a direct
+float64 convolution of the whole image (:func:`blurred_tiles`).
 
 Default ``sharpness_sigma = 0.5`` is MATLAB's ``fspecial('gaussian', [3 3])`` default; on the
 six DIV2K validation images of the test data it passes 94.2 tiles per image (median 20.5,
@@ -39,6 +39,16 @@ from .. import psf
 from .base import Field, Generator, StrictModel
 
 _DEFAULT_SIGMAS = tuple(float(s) for s in range(1, 20))
+
+#: Fixed-point precision of the blur kernels: taps are integers summing to ``2**BLUR_BITS``.
+BLUR_BITS = 16
+_UNIT = np.float32(2.0 ** (-2 * BLUR_BITS))   # one unit of the two-pass integer result, in gray levels
+_F32_EPS = 2.0 ** -24                        # unit roundoff of float32
+_SHARPNESS_STRIPE = 4                        # tile rows filtered at once by tile_sharpness
+_STRIP_BUDGET = 1 << 18                      # float32 elements of strips blurred at once (1 MB: cache-sized;
+                                             # 4x that is 30 % slower, with two workers sharing a cache)
+_SAFETY = 1.25                               # margin on the float32 error bound n * eps * value (n terms)
+_SLACK = 2.0 ** -22                          # absolute margin for the float32 arithmetic of that test
 
 
 class Gauss20Params(StrictModel):
@@ -68,38 +78,56 @@ def tile_grid(shape: tuple[int, int], patch: int) -> tuple[int, int]:
 
 
 def _smoothed_laplacian(img: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """``L * (G * img)`` in float64, half-sample reflect border (``G`` = outer(k, k))."""
-    smooth = cv2.sepFilter2D(img, cv2.CV_64F, k, k, borderType=cv2.BORDER_REFLECT)
-    return cv2.filter2D(smooth, cv2.CV_64F, psf.LAPLACIAN_3X3, borderType=cv2.BORDER_REFLECT)
+    """``L * (G * img)`` in float64, half-sample reflect border (``G`` = outer(k, k)), for uint8 ``img``.
+
+    Computed as ``G * (L * img)``: both kernels are symmetric, so with a half-sample symmetric
+    extension the two orders are the same operator, and ``L * img`` is exact in int16.
+    """
+    lap = cv2.filter2D(img, cv2.CV_16S, psf.LAPLACIAN_3X3, borderType=cv2.BORDER_REFLECT)
+    return cv2.sepFilter2D(lap, cv2.CV_64F, k, k, borderType=cv2.BORDER_REFLECT)
 
 
 def tile_sharpness(gray: np.ndarray, *, patch: int, sigma: float, context: str = "image") -> np.ndarray:
     """Variance of the Laplacian of the 3x3-Gaussian-smoothed tiles, raster order, 0..255 scale.
 
-    ``context="image"`` filters the whole image (half-sample reflect at the image border) and
-    then tiles; ``"tile"`` filters each tile on its own (reflect at the tile border).
+    ``gray`` is uint8.  ``context="image"`` filters the whole image (half-sample reflect at
+    the image border) and then tiles; ``"tile"`` filters each tile on its own (reflect at the
+    tile border).
 
     Returns
     -------
     ndarray, shape (rows * cols,), float64
     """
+    if gray.dtype != np.uint8:
+        raise TypeError(f"tile_sharpness needs a uint8 image, got {gray.dtype}")
     rows, cols = tile_grid(gray.shape, patch)
     k = psf.gaussian_kernel1d(sigma, radius=1)
-    g = gray.astype(np.float64)
+    phi = np.empty((rows, cols))
     if context == "image":
-        lap = _smoothed_laplacian(g, k)
+        # stripes of a few tile rows plus the 2 rows each filter needs (reflected at the image
+        # border): the same numbers as filtering the whole image, in cache-sized pieces
+        for t in range(0, rows, _SHARPNESS_STRIPE):
+            stop = min(rows, t + _SHARPNESS_STRIPE)
+            stripe = gray[reflect_index(np.arange(t * patch - 2, stop * patch + 2), gray.shape[0])]
+            phi[t:stop] = _tile_variance(_smoothed_laplacian(stripe, k)[2:-2], patch, cols)
     else:
-        lap = np.empty((rows * patch, cols * patch))
-        for y in range(0, rows * patch, patch):
-            for x in range(0, cols * patch, patch):
-                lap[y:y + patch, x:x + patch] = _smoothed_laplacian(g[y:y + patch, x:x + patch], k)
+        for t in range(rows):
+            for c in range(cols):
+                tile = gray[t * patch:(t + 1) * patch, c * patch:(c + 1) * patch]
+                phi[t, c] = _tile_variance(_smoothed_laplacian(tile, k), patch, 1)[0, 0]
+    return phi.ravel()
+
+
+def _tile_variance(values: np.ndarray, patch: int, cols: int) -> np.ndarray:
+    """Population variance of each ``patch`` x ``patch`` tile of ``values`` (whole tiles only)."""
+    rows = values.shape[0] // patch
     # (rows*patch, cols, patch) is a view (only the last axis is split); reduce the
     # contiguous axis first: 10x faster than summing over axes (1, 3) of a 4-D view
-    runs = lap[: rows * patch, : cols * patch].reshape(rows * patch, cols, patch)
-    s1 = runs.sum(axis=2).reshape(rows, patch, cols).sum(axis=1)
+    runs = values[: rows * patch, : cols * patch].reshape(rows * patch, cols, patch)
+    s1 = (runs @ np.ones(patch)).reshape(rows, patch, cols).sum(axis=1)   # a BLAS row sum
     s2 = np.einsum("ijk,ijk->ij", runs, runs).reshape(rows, patch, cols).sum(axis=1)
     n = patch * patch
-    return (s2 / n - (s1 / n) ** 2).ravel()
+    return s2 / n - (s1 / n) ** 2
 
 
 def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
@@ -110,52 +138,111 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
 
 def blurred_tiles(gray: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, patch: int, sigmas,
                   truncate: float, context: str = "image") -> np.ndarray:
-    """Gaussian-blurred crops at top-left corners ``(ys, xs)``: float64, shape ``(n, len(sigmas), patch, patch)``.
+    """Gaussian-blurred crops at top-left corners ``(ys, xs)``: uint8, shape ``(n, len(sigmas), patch, patch)``.
 
     ``context="image"`` crops the whole image blurred with a reflect border; ``"patch"``
-    blurs each isolated tile with a reflect border.  Exact: the same sums as a direct
-    convolution, computed only for the pixels that are kept.
+    blurs each isolated tile with a reflect border.
+
+    Arithmetic (the same bytes on every machine)
+    --------------------------------------------
+    Each sampled Gaussian is quantised to integer taps ``q`` summing to ``2**16``
+    (:func:`datagen.psf.quantize_kernel`), and a pixel is
+    ``round_half_even(sum_ij q_i q_j x_ij / 2**32)`` computed *exactly* in integers, so no
+    rounding error, BLAS kernel or summation order can change a byte.  Against a direct
+    float64 convolution with the unquantised kernel the value before rounding differs by
+    less than ``2 * 127.5 * (2h + 1) / 2**16`` (0.45 gray levels for sigma 19), so the
+    stored pixels differ by at most one gray level (on DIV2K about 0.1 % of them do).
+
+    Only the pixels of the requested crops are computed.  The columns that the tiles of each
+    band of tile rows need are stacked, a cache-sized group of bands at a time; per kernel
+    and group: one vertical matrix product (float32 and exact: every partial sum is an
+    integer below ``2**24``), then one horizontal product for all tiles of the group in
+    float32, the tiles' windows gathered as whole rows of the transposed vertical product.  That product is not exact, but a sum of ``n`` non-zero products has a relative
+    error below ``n * 2**-24 / (1 - n * 2**-24)`` in any summation order, FMA or not, so a
+    value farther than that from a half-integer rounds like the exact one; the rows holding
+    one that is not (a few per cent) are recomputed in exact float64 integer arithmetic.
     """
-    kernels = [psf.gaussian_kernel1d(s, truncate=truncate) for s in sigmas]
-    mats = [psf.convolution_matrix(k, patch) for k in kernels]        # (patch, patch + 2h) each
-    halves = [(k.size - 1) // 2 for k in kernels]
-    hmax = max(halves)
+    if gray.dtype != np.uint8:   # the exactness argument needs values <= 255
+        raise TypeError(f"blurred_tiles needs a uint8 image, got {gray.dtype}")
+    kernels = [psf.quantize_kernel(psf.gaussian_kernel1d(s, truncate=truncate), bits=BLUR_BITS) for s in sigmas]
+    halves = [(q.size - 1) // 2 for q in kernels]
+    exact = [psf.convolution_matrix(q, patch) for q in kernels]      # integer-valued float64, (patch, patch + 2h)
     n = len(ys)
-    out = np.empty((n, len(kernels), patch, patch))
+    out = np.empty((n, len(kernels), patch, patch), np.uint8)
     if n == 0:
         return out
     if context == "patch":
         local = [reflect_index(np.arange(-h, patch + h), patch) for h in halves]   # per kernel
         for j, (y, x) in enumerate(zip(ys, xs)):
             tile = gray[y:y + patch, x:x + patch].astype(np.float64)
-            for c, (a, ix) in enumerate(zip(mats, local)):
-                out[j, c] = a @ tile[np.ix_(ix, ix)] @ a.T
+            for c, (a, ix) in enumerate(zip(exact, local)):
+                # integers: products < 2**40, sums < 2**53, so float64 holds them exactly
+                out[j, c] = np.rint((a @ tile[np.ix_(ix, ix)] @ a.T) * float(_UNIT))
         return out
+    vertical = [a.astype(np.float32) for a in exact]                  # taps <= 2**16: exact in float32
+    horizontal = [(a * float(_UNIT)).astype(np.float32) for a in exact]   # scaled by a power of two: exact
+    hmax = max(halves)
     height, width = gray.shape
+    # Column strips: for each band of tile rows, the columns its tiles need under the widest
+    # kernel (reflect border), each strip a row of ``strips``; bands are stacked, so that one
+    # product per kernel serves every tile of a group of bands.
+    groups, blocks, first, used = [], [], np.empty(n, np.int64), 0
     for y in np.unique(ys):
         idx = np.flatnonzero(ys == y)
-        x0 = xs[idx]
-        # columns the widest kernel needs, as runs in image coordinates (tiles lie on the patch grid)
-        cols = np.unique((x0[:, None] + np.arange(-hmax, patch + hmax)[None, :]).ravel())
-        band = gray[reflect_index(np.arange(y - hmax, y + patch + hmax), height)][:, reflect_index(cols, width)]
-        band = band.astype(np.float64)                                # (patch + 2 hmax, U)
-        first = np.searchsorted(cols, x0 - hmax)                      # each tile's window start in band columns
-        for c, (a, h) in enumerate(zip(mats, halves)):
-            start = first + (hmax - h)                                # window of this kernel, band columns
-            cover = np.zeros(len(cols) + 1, np.int32)
-            np.add.at(cover, start, 1)
-            np.add.at(cover, start + patch + 2 * h, -1)
-            keep = np.cumsum(cover[:-1]) > 0                          # union of the tiles' windows
-            vert = a @ band[hmax - h:hmax + h + patch][:, keep]       # (patch, U_h)
-            at = np.cumsum(keep)[start] - 1                           # window starts in kept columns
-            windows = vert[:, at[:, None] + np.arange(patch + 2 * h)[None, :]]  # (patch, m, patch + 2h)
-            out[idx, c] = windows.transpose(1, 0, 2) @ a.T
+        cols = np.unique((xs[idx][:, None] + np.arange(-hmax, patch + hmax)[None, :]).ravel())
+        blocks.append((idx, cols, y))
+        used += len(cols)
+        if used * (patch + 2 * hmax) >= _STRIP_BUDGET:
+            groups.append(blocks)
+            blocks, used = [], 0
+    groups += [blocks] if blocks else []
+    for group in groups:
+        idx = np.concatenate([i for i, _, _ in group])
+        offsets = np.cumsum([0] + [len(cols) for _, cols, _ in group])
+        strips = np.empty((offsets[-1], patch + 2 * hmax), np.float32)
+        for (i, cols, y), o in zip(group, offsets):
+            band = gray[reflect_index(np.arange(y - hmax, y + patch + hmax), height)][:, reflect_index(cols, width)]
+            strips[o:o + len(cols)] = band.T
+            first[i] = o + np.searchsorted(cols, xs[i] - hmax)        # each tile's window start, strip rows
+        _blur_group(strips, first[idx], out, idx, halves, vertical, horizontal, exact, patch)
     return out
+
+
+def _blur_group(strips: np.ndarray, first: np.ndarray, out: np.ndarray, idx: np.ndarray, halves, vertical,
+                horizontal, exact, patch: int) -> None:
+    """Blur the tiles ``idx`` whose widest-kernel windows start at rows ``first`` of ``strips``."""
+    m, total = len(idx), len(strips)
+    hmax = (strips.shape[1] - patch) // 2
+    rows = slice(idx[0], idx[-1] + 1) if idx[-1] - idx[0] + 1 == m else idx   # raster order: a slice
+    for c, h in enumerate(halves):
+        size = patch + 2 * h
+        at = first + (hmax - h)                                       # window starts, strip rows
+        src = strips
+        if h < hmax:                                                  # drop the strips no window needs
+            edges = np.bincount(at, minlength=total + 1) - np.bincount(at + size, minlength=total + 1)
+            keep = np.cumsum(edges[:-1]) > 0                          # union of the tiles' windows
+            if keep.sum() < 0.5 * total:                              # (the copy costs about what it saves)
+                src, at = strips[keep], np.cumsum(keep)[at] - 1
+        # (strips, patch): the transposed product, so that each tile's window is a block of rows
+        vert = src[:, hmax - h:hmax + h + patch] @ vertical[c].T      # exact integers < 2**24
+        taps = vert[at[None, :] + np.arange(size)[:, None]].reshape(size, m * patch)   # row copies
+        value = taps.T @ horizontal[c].T                              # (tile x row, col), gray levels
+        rounded = np.rint(value)
+        dist = np.abs(np.subtract(value, rounded, out=value), out=value)   # exact (Sterbenz)
+        # rounds like the exact value y unless y may lie on the other side of a half-integer:
+        # |value - y| <= gamma * y, y <= rounded + 0.5 (plus slack for this test's own float32)
+        gamma = _SAFETY * (2 * h + 1) * _F32_EPS                      # 2h+1 non-zero products per sum
+        dist += np.multiply(rounded, np.float32(gamma))
+        unsure = np.unique(np.flatnonzero(dist >= 0.5 - 0.5 * gamma - _SLACK) // patch)   # rows holding a flag
+        if unsure.size:
+            fixed = taps[:, unsure].T.astype(np.float64) @ exact[c].T   # exact integers < 2**40
+            rounded[unsure] = np.rint(fixed * float(_UNIT))
+        out[rows, c] = rounded.reshape(m, patch, patch)
 
 
 class Gauss20(Generator):
     KIND = "gauss20"
-    VERSION = "1.0.0"
+    VERSION = "2.0.0"   # 2.0: fixed-point blur (1.x: float64; pixels differ by <= 1 gray level)
     DESCRIPTION = "Galetto & Deng 2022: sharp gray tiles and their Gaussian-blurred versions, one class per sigma"
     Params = Gauss20Params
 
@@ -183,9 +270,8 @@ class Gauss20(Generator):
         images = np.empty((n, k, p, p), np.uint8)
         for j, (y, x) in enumerate(zip(ys, xs)):
             images[j, 0] = image[y:y + p, x:x + p]
-        blurred = blurred_tiles(image, ys, xs, patch=p, sigmas=prm.sigmas, truncate=prm.truncate, context=prm.blur_context)
-        # a normalised non-negative kernel keeps values within 0..255: rounding is all that is left
-        images[:, 1:] = np.rint(blurred, out=blurred)
+        images[:, 1:] = blurred_tiles(image, ys, xs, patch=p, sigmas=prm.sigmas, truncate=prm.truncate,
+                                      context=prm.blur_context)
         arrays = {
             "image": images.reshape(n * k, p, p),
             "label": np.tile(np.arange(k, dtype=np.int16), n),
