@@ -255,6 +255,9 @@ def build(manifest: Manifest, *, out: str | os.PathLike | None = None, workers: 
                             progress=progress)
     try:
         result = _finalize(plan, workdir, out)
+    except OSError as err:   # disk full, quota, I/O error: the shards stay for --resume
+        raise OutputError(f"cannot write {out} ({err.strerror or err}); free space or choose another --out, "
+                          "then rerun: the complete shards are reused") from None
     finally:
         if closer is not None:
             closer.join()

@@ -106,9 +106,13 @@ def content_sha256(field_digests: dict[str, str], source_keys: list[str]) -> str
     return h.hexdigest()
 
 
+def _sha256(rows: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(rows)).hexdigest()   # buffer protocol: no extra copy
+
+
 def image_digests(arrays: dict[str, np.ndarray]) -> dict[str, str]:
     """SHA-256 (hex) of the bytes of each field's rows of one source image (C order, stored dtype)."""
-    return {name: hashlib.sha256(np.ascontiguousarray(a)).hexdigest() for name, a in arrays.items()}
+    return {name: _sha256(a) for name, a in arrays.items()}
 
 
 def _combine(per_image: list[str]) -> str:
@@ -133,10 +137,10 @@ def dataset_digests(f: h5py.File) -> dict[str, str]:
             ds = f[split][field]
             per_image, at = [], 0
             for n in counts:
-                per_image.append(hashlib.sha256(np.ascontiguousarray(ds[at:at + n])).hexdigest())
+                per_image.append(_sha256(ds[at:at + n]))
                 at += n
             if at != ds.shape[0]:
-                per_image.append(hashlib.sha256(np.ascontiguousarray(ds[at:])).hexdigest())   # stray rows
+                per_image.append(_sha256(ds[at:]))   # stray rows
             out[_field_header(split, field, ds.dtype, ds.shape)] = _combine(per_image)
     return out
 

@@ -219,6 +219,26 @@ def test_generator_version_is_part_of_the_dataset_id(image_folder, monkeypatch):
     assert make_plan(manifest).dataset_id != before   # a new generator never passes for an old corpus
 
 
+def test_a_failed_write_of_the_corpus_is_one_line_and_keeps_the_shards(image_folder, tmp_path, monkeypatch):
+    import errno
+
+    from datagen import writer
+    from datagen.errors import OutputError
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer.os, "copy_file_range", full, raising=False)
+    monkeypatch.setattr(writer.os, "pwrite", full)
+    out = tmp_path / "c.h5"
+    with pytest.raises(OutputError, match="No space left on device"):
+        _build(image_folder, out, workers=1)
+    assert not out.exists() and not list(tmp_path.glob("c.h5.tmp-*"))
+    assert list((tmp_path / "c.h5.incomplete" / "shards").glob("shard-*.h5"))
+    monkeypatch.undo()
+    assert _build(image_folder, out, workers=1).shards_reused > 0   # the rerun resumes
+
+
 def test_verify_refuses_another_format_version(reference, tmp_path):
     old = tmp_path / "old.h5"
     old.write_bytes(reference.path.read_bytes())

@@ -42,7 +42,7 @@ _DEFAULT_SIGMAS = tuple(float(s) for s in range(1, 20))
 
 #: Fixed-point precision of the blur kernels: taps are integers summing to ``2**BLUR_BITS``.
 BLUR_BITS = 16
-_UNIT = np.float32(2.0 ** (-2 * BLUR_BITS))   # one unit of the two-pass integer result, in gray levels
+_UNIT = 2.0 ** (-2 * BLUR_BITS)               # one unit of the two-pass integer result, in gray levels
 _F32_EPS = 2.0 ** -24                        # unit roundoff of float32
 _SHARPNESS_STRIPE = 4                        # tile rows filtered at once by tile_sharpness
 _STRIP_BUDGET = 1 << 18                      # float32 elements of strips blurred at once (1 MB: cache-sized;
@@ -111,10 +111,11 @@ def tile_sharpness(gray: np.ndarray, *, patch: int, sigma: float, context: str =
             stripe = gray[reflect_index(np.arange(t * patch - 2, stop * patch + 2), gray.shape[0])]
             phi[t:stop] = _tile_variance(_smoothed_laplacian(stripe, k)[2:-2], patch, cols)
     else:
-        for t in range(rows):
-            for c in range(cols):
-                tile = gray[t * patch:(t + 1) * patch, c * patch:(c + 1) * patch]
-                phi[t, c] = _tile_variance(_smoothed_laplacian(tile, k), patch, 1)[0, 0]
+        lap = np.empty((rows * patch, cols * patch))
+        for y in range(0, rows * patch, patch):
+            for x in range(0, cols * patch, patch):
+                lap[y:y + patch, x:x + patch] = _smoothed_laplacian(gray[y:y + patch, x:x + patch], k)
+        phi[:] = _tile_variance(lap, patch, cols)
     return phi.ravel()
 
 
@@ -177,10 +178,10 @@ def blurred_tiles(gray: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, patch: in
             tile = gray[y:y + patch, x:x + patch].astype(np.float64)
             for c, (a, ix) in enumerate(zip(exact, local)):
                 # integers: products < 2**40, sums < 2**53, so float64 holds them exactly
-                out[j, c] = np.rint((a @ tile[np.ix_(ix, ix)] @ a.T) * float(_UNIT))
+                out[j, c] = np.rint((a @ tile[np.ix_(ix, ix)] @ a.T) * _UNIT)
         return out
     vertical = [a.astype(np.float32) for a in exact]                  # taps <= 2**16: exact in float32
-    horizontal = [(a * float(_UNIT)).astype(np.float32) for a in exact]   # scaled by a power of two: exact
+    horizontal = [(a * _UNIT).astype(np.float32) for a in exact]   # scaled by a power of two: exact
     hmax = max(halves)
     height, width = gray.shape
     # Column strips: for each band of tile rows, the columns its tiles need under the widest
@@ -236,7 +237,7 @@ def _blur_group(strips: np.ndarray, first: np.ndarray, out: np.ndarray, idx: np.
         unsure = np.unique(np.flatnonzero(dist >= 0.5 - 0.5 * gamma - _SLACK) // patch)   # rows holding a flag
         if unsure.size:
             fixed = taps[:, unsure].T.astype(np.float64) @ exact[c].T   # exact integers < 2**40
-            rounded[unsure] = np.rint(fixed * float(_UNIT))
+            rounded[unsure] = np.rint(fixed * _UNIT)
         out[rows, c] = rounded.reshape(m, patch, patch)
 
 
