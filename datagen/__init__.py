@@ -7,5 +7,6 @@ that need them.
 __version__ = "0.1.0"
 
 FORMAT = "defocusbench-corpus"
-FORMAT_VERSION = 2   # 2: content_sha256 over per-image digests (1: one stream per field)
+FORMAT_VERSION = 3   # 3: provenance_sha256 over attributes + /sources; 2: content_sha256 over per-image
+                     # digests (1: one stream per field)
 SPLITS = ("train", "val", "test")

@@ -155,7 +155,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="build a corpus from a manifest (resumable, Dask-parallel)")
     p.add_argument("manifest")
     p.add_argument("--out", help="output .h5 file (default: output.path or corpora/<name>.h5)")
-    p.add_argument("--workers", type=_positive, help="local worker processes (default: one per core)")
+    p.add_argument("--workers", type=_positive, help="local worker processes, 1 to 4 per core (default: one per core)")
     p.add_argument("--scheduler", help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", dest="overwrite", action="store_false", help="reuse complete shards (default)")

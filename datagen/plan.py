@@ -11,11 +11,12 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import FORMAT_VERSION, SPLITS
 from .errors import ManifestError
-from .generators import get_generator
+from .filehash import sha256_files
 from .manifest import Manifest
 from .seeding import stable_digest
 from .sources import list_source
@@ -23,11 +24,12 @@ from .sources import list_source
 
 @dataclass(frozen=True)
 class SourceImage:
-    index: int   # row in /sources of the corpus
+    index: int    # row in /sources of the corpus
     key: str
     path: str
-    size: int
+    size: int     # bytes
     split: str
+    sha256: str   # hex digest of the file's bytes when planned (part of the dataset id)
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,36 @@ def assign_splits(keys: list[str], split, *, seed: int) -> dict[str, str]:
     return out
 
 
+#: Keys of a corpus's stored ``manifest`` attribute that :meth:`Manifest.content` does not give
+#: (the runner adds them for reading): everything else in it is identity content.
+_NOT_CONTENT = ("name", "description", "output", "limit")
+
+
+def compute_dataset_id(content: dict, *, limit: int | None, images: Iterable[tuple[str, str, str]]) -> str:
+    """The ``dataset_id``: 16 hex digits of the SHA-256 of what determines a corpus's bytes.
+
+    ``content`` is :meth:`Manifest.content` (seed, generator kind + version + parameters, sources
+    without their roots), ``limit`` the ``--limit``, ``images`` the ``(key, split, sha256 of the
+    file's bytes)`` of every source image, in any order.  Never paths, sizes or times.  The one
+    definition: :func:`make_plan` gives it the listed sources; ``datagen verify`` gives it a
+    corpus's stored manifest and ``/sources`` table (:func:`stored_dataset_id`).
+    """
+    blob = json.dumps({"format_version": FORMAT_VERSION, "content": content, "limit": limit,
+                       "images": sorted([str(k), str(s), str(d)] for k, s, d in images)},
+                      sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def stored_dataset_id(manifest: dict, images: Iterable[tuple[str, str, str]]) -> str:
+    """:func:`compute_dataset_id` of a built corpus: its ``manifest`` attribute (as JSON-decoded)
+    and its ``/sources`` ``(key, split, sha256)`` rows."""
+    content = {k: v for k, v in manifest.items() if k not in _NOT_CONTENT}
+    return compute_dataset_id(content, limit=manifest.get("limit"), images=images)
+
+
 def make_plan(manifest: Manifest, *, limit: int | None = None) -> Plan:
-    """List the sources, assign splits, apply ``limit`` (a seeded subset of images), cut shards."""
+    """List the sources, assign splits, apply ``limit`` (a seeded subset of images), hash the chosen
+    images' bytes (cached per stat signature: :mod:`datagen.filehash`), cut shards."""
     if limit is not None and limit < 1:
         raise ManifestError(f"--limit must be >= 1 (got {limit})")
     listed: dict[str, tuple] = {}
@@ -105,16 +135,11 @@ def make_plan(manifest: Manifest, *, limit: int | None = None) -> Plan:
     if limit is not None and limit < len(keys):
         keys = sorted(sorted(keys, key=lambda k: stable_digest(manifest.seed, "limit", k))[:limit])
     ordered = sorted(keys, key=lambda k: (SPLITS.index(listed[k][1]), k))
-    images = tuple(SourceImage(j, k, listed[k][0].path, listed[k][0].size, listed[k][1]) for j, k in enumerate(ordered))
-    content = {
-        "format_version": FORMAT_VERSION,
-        "generator_version": get_generator(manifest.generator.kind).VERSION,   # new code, new data: new id
-        **manifest.content(),
-        "limit": limit,
-        "images": [[im.key, im.size, im.split] for im in images],
-    }
-    blob = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
-    dataset_id = hashlib.sha256(blob).hexdigest()[:16]
+    digests = sha256_files([listed[k][0].path for k in ordered])
+    images = tuple(SourceImage(j, k, listed[k][0].path, listed[k][0].size, listed[k][1], sha)
+                   for j, (k, sha) in enumerate(zip(ordered, digests, strict=True)))
+    dataset_id = compute_dataset_id(manifest.content(), limit=limit,
+                                    images=[(im.key, im.split, im.sha256) for im in images])
     per = manifest.output.images_per_shard
     shards = []
     for split in SPLITS:

@@ -1,12 +1,14 @@
 """``datagen preview``: a labelled grid of samples, one row per class."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .atomic import atomic_write_bytes
 from .corpus import open_corpus, read_info
 from .errors import OutputError, UserError
 
@@ -40,11 +42,11 @@ def preview(path: str | os.PathLike, out: str | os.PathLike, *, split: str | Non
             for col, i in enumerate(pick):
                 tile = Image.fromarray(grp["image"][int(i)]).resize((p * scale, p * scale), Image.NEAREST)
                 canvas.paste(tile, (label_w + col * cell, y))
+    png = io.BytesIO()
+    canvas.save(png, format="PNG")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".incomplete")
-        canvas.save(tmp, format="PNG")
-        os.replace(tmp, out)
+        atomic_write_bytes(out, png.getvalue())
     except OSError as err:
         raise OutputError(f"cannot write {out} ({err.strerror or err}); choose another --out") from None
     return out

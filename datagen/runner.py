@@ -4,7 +4,13 @@ Dask distributed is the only execution engine: a :class:`distributed.LocalCluste
 single-threaded worker processes by default, or an existing cluster given by its
 scheduler address (its workers must see the output folder at the same path, e.g. on a
 shared filesystem).  Work in progress lives in ``<out>.incomplete/``; complete shards in
-it are reused by the next run (``--resume``, the default) after a crash or Ctrl-C.
+it are reused by the next run (``--resume``, the default) after a crash or Ctrl-C, once their
+data is re-hashed against the digests their worker stored (a shard that fails is rebuilt).
+
+One build per output at a time: :func:`build` holds :func:`datagen.lock.output_lock` on
+``out`` from the up-to-date check to the removal of the work folder, so it may delete
+temporaries of our naming beside ``out`` that a killed build left.  Test hook: the points of
+:func:`datagen.writer.pause_point`.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -23,13 +30,22 @@ import h5py
 import numpy as np
 
 from . import SPLITS
+from .atomic import atomic_write_bytes
 from .errors import OutputError, UserError, writable_dir
 from .generators import get_generator
+from .lock import output_lock
 from .manifest import Manifest
 from .plan import Plan, make_plan
 from .provenance import versions
-from .shard import SHARD_VERSION, ShardTask, run_shard
-from .writer import consolidate, read_shard_attrs, remove_stale_temporaries, shard_path
+from .shard import ShardMeta, ShardTask, UnusableShard, check_shard, run_shard
+from .writer import (
+    consolidate,
+    pause_point,
+    remove_stale_temporaries,
+    shard_path,
+    work_dir,
+    write_failed,
+)
 
 Log = Callable[[str], None]
 
@@ -68,31 +84,34 @@ def _existing_corpus(out: Path) -> dict | None:
     return None
 
 
-def _prepare_output(out: Path, plan: Plan, overwrite: bool) -> dict | None:
-    """Check ``out``; return the existing corpus' summary when it is already this build."""
-    if out.is_dir():
-        raise OutputError(f"--out {out} is a directory; give a file path such as {out / (plan.manifest.name + '.h5')}")
-    if out.exists() and not overwrite:
-        existing = _existing_corpus(out)
-        if existing is None:
-            raise OutputError(f"{out} exists and is not a complete DefocusBench corpus; pass --overwrite or choose another --out")
-        if existing["dataset_id"] == plan.dataset_id:
-            return existing
-        raise OutputError(f"{out} holds another corpus (dataset_id {existing['dataset_id']}, this manifest gives "
-                          f"{plan.dataset_id}); pass --overwrite to replace it or choose another --out")
-    writable_dir(out.parent, hint="choose another --out")
-    return None
+def _up_to_date(out: Path, plan: Plan, overwrite: bool) -> dict | None:
+    """The summary of the corpus at ``out`` when it is already this build; ``None`` when there
+    is none (or ``overwrite``); a one-line :class:`OutputError` when ``out`` holds anything else."""
+    if not out.exists() or overwrite:
+        return None
+    existing = _existing_corpus(out)
+    if existing is None:
+        raise OutputError(f"{out} exists and is not a complete DefocusBench corpus; pass --overwrite or choose another --out")
+    if existing["dataset_id"] == plan.dataset_id:
+        return existing
+    raise OutputError(f"{out} holds another corpus (dataset_id {existing['dataset_id']}, this manifest gives "
+                      f"{plan.dataset_id}); pass --overwrite to replace it or choose another --out")
 
 
-def _prepare_workdir(workdir: Path, plan: Plan, overwrite: bool, log: Log) -> None:
+def _stamped_layout(workdir: Path) -> str | None:
+    """The ``layout_id`` that the work folder's ``plan.json`` was written for, if readable."""
+    try:
+        return str(json.loads((workdir / "plan.json").read_text())["layout_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _prepare_workdir(workdir: Path, out: Path, plan: Plan, overwrite: bool, log: Log) -> None:
     if overwrite and workdir.exists():
         shutil.rmtree(workdir)
     stamp = workdir / "plan.json"
     if stamp.exists():
-        try:
-            previous = json.loads(stamp.read_text())["layout_id"]
-        except (OSError, ValueError, KeyError):
-            previous = None
+        previous = _stamped_layout(workdir)
         if previous != plan.layout_id:
             log(f"discarding partial build {previous} in {workdir} (the manifest or sources changed)")
             shutil.rmtree(workdir)
@@ -100,23 +119,45 @@ def _prepare_workdir(workdir: Path, plan: Plan, overwrite: bool, log: Log) -> No
         (workdir / "shards").mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError(f"cannot create {workdir} ({err.strerror or err}); choose another --out") from None
-    if not stamp.exists():
-        tmp = stamp.with_name("plan.json.tmp")
-        tmp.write_text(json.dumps({"layout_id": plan.layout_id, "dataset_id": plan.dataset_id,
-                                   "shards": len(plan.shards)}))
-        os.replace(tmp, stamp)
+    try:
+        if not stamp.exists():
+            atomic_write_bytes(stamp, json.dumps({"layout_id": plan.layout_id, "dataset_id": plan.dataset_id,
+                                                  "shards": len(plan.shards)}).encode())
+    except OSError as err:
+        raise write_failed(out, err) from None
     remove_stale_temporaries(workdir / "shards")
     remove_stale_temporaries(workdir)
 
 
-def _complete_shards(workdir: Path, plan: Plan) -> dict[int, dict]:
-    done = {}
-    for shard in plan.shards:
-        attrs = read_shard_attrs(shard_path(workdir, shard.index))
-        if (attrs and attrs.get("layout_id") == plan.layout_id and attrs.get("shard_version") == SHARD_VERSION
-                and int(attrs.get("shard_index", -1)) == shard.index):
-            done[shard.index] = attrs
-    return done
+def shard_tasks(plan: Plan, out: Path) -> list[ShardTask]:
+    """One :class:`ShardTask` per shard of ``plan``, for the build of ``out``."""
+    params = plan.manifest.generator.model_dump(mode="json")
+    return [ShardTask(s.index, s.split, tuple((im.index, im.key, im.path, im.sha256) for im in plan.shard_images(s)),
+                      params, plan.manifest.seed, plan.layout_id, str(out)) for s in plan.shards]
+
+
+def _reusable_shards(tasks: list[ShardTask], log: Log) -> tuple[dict[int, ShardMeta], list[ShardTask]]:
+    """Split ``tasks`` into the shards an earlier run completed, re-hashed and found intact
+    (reused), and those to build.  A shard file that fails the check is deleted and rebuilt,
+    with a log line saying why."""
+    done, todo = {}, []
+    for task in tasks:
+        try:
+            done[task.index] = check_shard(task)
+        except UnusableShard as why:
+            if task.path.exists():
+                log(f"rebuilding shard {task.index} ({task.path.name}): {why}")
+                task.path.unlink(missing_ok=True)
+            todo.append(task)
+    return done, todo
+
+
+def _built_shard(task: ShardTask) -> ShardMeta:
+    """The attributes of a shard this run has just built (its worker hashed it: no re-hash)."""
+    try:
+        return check_shard(task, verify=False)
+    except UnusableShard as why:
+        raise RuntimeError(f"shard {task.path} is unusable right after it was built: {why}") from None
 
 
 class _Progress:
@@ -156,17 +197,99 @@ _WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THR
                    "MALLOC_TRIM_THRESHOLD_": 512 * 2**20, "MALLOC_MMAP_THRESHOLD_": 64 * 2**20}
 
 
+#: Most local worker processes per core that ``--workers`` accepts: more only thrashes (and a
+#: typo such as 100000 would try to start that many processes).
+MAX_WORKERS_PER_CORE = 4
+
+
+def check_workers(workers: int | None, *, flag: str = "--workers") -> int:
+    """The number of local worker processes to start: ``workers``, or one per core when ``None``.
+
+    Raises a one-line :class:`UserError` outside ``1 .. MAX_WORKERS_PER_CORE x cores``.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers is None:
+        return cores
+    top = MAX_WORKERS_PER_CORE * cores
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= top:
+        raise UserError(f"{flag} must be a whole number from 1 to {top} ({MAX_WORKERS_PER_CORE} per core on this "
+                        f"machine's {cores} cores), got {workers!r}")
+    return workers
+
+
+#: Seconds to wait for a ``--scheduler`` to answer.
+_CONNECT_TIMEOUT = 15.0
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+def _scheduler_error(address: str, why: str) -> UserError:
+    return UserError(f"--scheduler {address}: {why}; start one with `dask scheduler` or drop --scheduler")
+
+
+def check_scheduler(address: str, *, timeout: float = _CONNECT_TIMEOUT) -> None:
+    """Raise a one-line :class:`UserError` unless ``address`` (``tcp://HOST:PORT`` or ``tls://``)
+    is well formed and a Dask server completes the connection handshake there within
+    ``timeout`` seconds.
+
+    Done before creating a :class:`distributed.Client`: a Client whose constructor fails on a
+    bad address or a server that is not Dask's lingers, and its ``__del__`` waits 30 s and
+    prints a traceback at exit; a port where nothing listens fails here at once instead of
+    being retried until the timeout.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect as comm_connect
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.security import Security
+
+    try:
+        scheme, location = parse_address(address, strict=True)
+        if scheme not in ("tcp", "tls"):
+            raise ValueError(f"unsupported scheme {scheme!r}")
+        host, port = parse_host_port(location)
+        if not host:
+            raise ValueError("no host")
+        if not 1 <= int(port) <= 65535:
+            raise ValueError("the port must be 1..65535")
+    except (ValueError, TypeError) as err:
+        raise _scheduler_error(address, f"not an address like tcp://HOST:PORT ({_first_line(err)})") from None
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise _scheduler_error(address, f"cannot connect ({err.strerror or _first_line(err)})") from None
+
+    async def handshake() -> None:
+        comm = await comm_connect(address, timeout=timeout, **Security().get_connection_args("client"))
+        await comm.close()
+
+    try:   # in a thread of its own: the caller may be running an event loop (e.g. Jupyter)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, asyncio.wait_for(handshake(), timeout)).result()
+    except TimeoutError:
+        raise _scheduler_error(address, f"no Dask scheduler answered within {timeout:g} s") from None
+    except Exception as err:  # noqa: BLE001 - whatever went wrong, no Dask server answers there
+        raise _scheduler_error(address, f"no Dask scheduler answers there ({type(err).__name__}: "
+                                        f"{_first_line(err)})") from None
+
+
 def connect(scheduler: str | None, workers: int | None):
     """A Dask client: to ``scheduler`` (``tcp://host:port``) or to a new local cluster of
-    ``workers`` single-threaded processes; returns ``(client, cluster or None)``."""
+    ``workers`` single-threaded processes (``None``: one per core; checked by
+    :func:`check_workers`); returns ``(client, cluster or None)``.  Bad input is a one-line
+    :class:`UserError`."""
     from distributed import Client, LocalCluster
 
     if scheduler:
+        check_scheduler(scheduler)
         try:
-            return Client(scheduler, timeout="15s", set_as_default=False), None
+            return Client(scheduler, timeout=f"{_CONNECT_TIMEOUT}s", set_as_default=False), None
         except (OSError, TimeoutError, ValueError) as err:
-            raise UserError(f"--scheduler {scheduler}: cannot connect ({str(err).splitlines()[0]}); "
-                            "start one with `dask scheduler` or drop --scheduler") from None
+            raise _scheduler_error(scheduler, f"cannot connect ({_first_line(err)})") from None
+    workers = check_workers(workers)
     import dask
 
     with dask.config.set({"distributed.nanny.pre-spawn-environ": _WORKER_ENVIRON}):
@@ -196,13 +319,14 @@ def _run_tasks(tasks: list[ShardTask], *, workers: int | None, scheduler: str | 
     bar = _Progress(sum(len(t.images) for t in tasks), log, progress)
     try:
         futures = [client.submit(run_shard, t, key=f"datagen-shard-{t.layout_id}-{t.index:05d}", pure=False) for t in tasks]
-        for fut in as_completed(futures, loop=client.loop):
+        for k, fut in enumerate(as_completed(futures, loop=client.loop), start=1):
             if fut.status == "error":
                 err = fut.exception()
                 for other in futures:
                     other.cancel()
                 raise err
             bar.update(fut.result()["images"])
+            pause_point(f"built-shard-{k}")
     except BaseException:
         bar.close()
         close()
@@ -221,53 +345,77 @@ def build(manifest: Manifest, *, out: str | os.PathLike | None = None, workers: 
     Parameters
     ----------
     out : path, keyword-only
-        Output file (default ``output.path`` or ``corpora/<name>.h5``).
+        Output file (default ``output.path`` or ``corpora/<name>.h5``).  Locked for the whole
+        build (``<out>.lock``): a second build of the same ``out`` fails in one line.
     workers : int, keyword-only
-        Local worker processes (default: one per core).  Ignored with ``scheduler``.
+        Local worker processes, 1 .. 4 per core (default: one per core).  Ignored with
+        ``scheduler``, but checked.
     scheduler : str, keyword-only
         Address of an existing Dask scheduler (``tcp://host:port``).
     overwrite : bool, keyword-only
-        Rebuild from scratch and replace ``out``; by default complete shards are reused
-        and an up-to-date ``out`` is left alone.
+        Rebuild from scratch and replace ``out``; by default complete shards are reused (once
+        re-hashed) and an up-to-date ``out`` is left alone.
     limit : int, keyword-only
         Use only this many source images (a seeded subset; part of the dataset id).
     """
     t0 = time.perf_counter()
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be >= 1 (got {workers})")
+    workers = check_workers(workers)
+    if scheduler:
+        check_scheduler(scheduler)   # before anything is written
     plan = make_plan(manifest, limit=limit)
     out = Path(out or default_output(manifest)).absolute()
-    existing = _prepare_output(out, plan, overwrite)
-    if existing:
-        log(f"{out} is up to date (dataset_id {plan.dataset_id})")
-        return BuildResult(out, plan.dataset_id, existing["content_sha256"], existing["counts"], "up-to-date")
-    workdir = out.with_name(out.name + ".incomplete")
-    _prepare_workdir(workdir, plan, overwrite, log)
-    done = _complete_shards(workdir, plan)
-    params = manifest.generator.model_dump(mode="json")
-    tasks = [ShardTask(s.index, s.split, tuple((im.index, im.key, im.path) for im in plan.shard_images(s)), params,
-                       manifest.seed, plan.layout_id, str(workdir)) for s in plan.shards if s.index not in done]
-    if done:
-        log(f"resuming: {len(done)} of {len(plan.shards)} shards already complete")
-    closer = None
-    if tasks:
-        closer = _run_tasks(tasks, workers=workers or len(os.sched_getaffinity(0)), scheduler=scheduler, log=log,
-                            progress=progress)
-    try:
-        result = _finalize(plan, workdir, out)
-    except OSError as err:   # disk full, quota, I/O error: the shards stay for --resume
-        raise OutputError(f"cannot write {out} ({err.strerror or err}); free space or choose another --out, "
-                          "then rerun: the complete shards are reused") from None
-    finally:
-        if closer is not None:
-            closer.join()
-    shutil.rmtree(workdir, ignore_errors=True)
-    result.shards_built, result.shards_reused = len(tasks), len(done)
+    if out.is_dir():
+        raise OutputError(f"--out {out} is a directory; give a file path such as {out / (plan.manifest.name + '.h5')}")
+    if out.exists() and not overwrite and not os.access(out.parent, os.W_OK):
+        # a read-only folder: nothing can be building there, so the check needs no lock
+        existing = _up_to_date(out, plan, overwrite)
+        if existing:
+            log(f"{out} is up to date (dataset_id {plan.dataset_id})")
+            return BuildResult(out, plan.dataset_id, existing["content_sha256"], existing["counts"], "up-to-date")
+    writable_dir(out.parent, hint="choose another --out")
+    with output_lock(out):
+        result = _build_locked(plan, out, workers=workers, scheduler=scheduler, overwrite=overwrite, log=log,
+                               progress=progress)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _finalize(plan: Plan, workdir: Path, out: Path) -> BuildResult:
+def _build_locked(plan: Plan, out: Path, *, workers: int, scheduler: str | None, overwrite: bool, log: Log,
+                  progress: bool | None) -> BuildResult:
+    """:func:`build` once the output lock is held."""
+    stale = remove_stale_temporaries(out.parent, of=out.name)
+    if stale:
+        log(f"removed {stale} temporary file(s) left beside {out} by an interrupted build")
+    workdir = work_dir(out)
+    existing = _up_to_date(out, plan, overwrite)
+    if existing:
+        if workdir.exists() and _stamped_layout(workdir) == plan.layout_id:   # killed after the final rename
+            shutil.rmtree(workdir, ignore_errors=True)
+        log(f"{out} is up to date (dataset_id {plan.dataset_id})")
+        return BuildResult(out, plan.dataset_id, existing["content_sha256"], existing["counts"], "up-to-date")
+    _prepare_workdir(workdir, out, plan, overwrite, log)
+    done, todo = _reusable_shards(shard_tasks(plan, out), log)
+    if done:
+        log(f"resuming: {len(done)} of {len(plan.shards)} shards already complete (data verified)")
+    closer = None
+    if todo:
+        closer = _run_tasks(todo, workers=workers, scheduler=scheduler, log=log, progress=progress)
+    try:
+        metas = done | {task.index: _built_shard(task) for task in todo}
+        result = _finalize(plan, workdir, out, metas)
+    except OSError as err:   # disk full, quota, I/O error: the shards stay for --resume
+        raise write_failed(out, err) from None
+    finally:
+        if closer is not None:
+            closer.join()
+    pause_point("renamed")
+    shutil.rmtree(workdir, ignore_errors=True)
+    result.shards_built, result.shards_reused = len(todo), len(done)
+    return result
+
+
+def _finalize(plan: Plan, workdir: Path, out: Path, metas: dict[int, ShardMeta]) -> BuildResult:
+    """Consolidate the checked shards (``metas``: their attributes, by shard index) into ``out``."""
     cls = get_generator(plan.manifest.generator.kind)
     gen = cls(plan.manifest.generator)
     fields = {name: (f.dtype, f.shape) for name, f in gen.fields().items()}
@@ -276,15 +424,11 @@ def _finalize(plan: Plan, workdir: Path, out: Path) -> BuildResult:
     shards, stats, digests = [], [], {}
     per_class = {s: np.zeros(len(classes), np.int64) for s in SPLITS}
     for shard in plan.shards:
-        path = shard_path(workdir, shard.index)
-        attrs = read_shard_attrs(path)
-        if attrs is None or attrs.get("layout_id") != plan.layout_id:
-            raise RuntimeError(f"shard {path} is missing or incomplete after the build")
-        shards.append((path, shard.split, int(attrs["n_samples"])))
-        rows = json.loads(attrs["sources"])
-        stats.extend(rows)
-        digests.update((row["index"], d) for row, d in zip(rows, json.loads(attrs["digests"]), strict=True))
-        per_class[shard.split] += np.asarray(json.loads(attrs["label_counts"]), np.int64)
+        meta = metas[shard.index]
+        shards.append((shard_path(workdir, shard.index), shard.split, meta.n_samples))
+        stats.extend(meta.sources)
+        digests.update((row["index"], d) for row, d in zip(meta.sources, meta.digests, strict=True))
+        per_class[shard.split] += np.asarray(meta.label_counts, np.int64)
     stats.sort(key=lambda s: s["index"])
     split_of = {im.index: im.split for im in plan.images}
     sources = [{"key": s["key"], "split": split_of[s["index"]], **{k: v for k, v in s.items() if k not in ("key", "index")}}

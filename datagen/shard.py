@@ -1,7 +1,15 @@
-"""One Dask task: decode a run of source images, generate their samples, write one shard file.
+"""One Dask task: decode a run of source images, generate their samples, write one shard file;
+and the check that decides whether a shard left by an earlier run may be reused.
 
 Runs inside Dask workers: takes plain data (paths, not handles), opens its own files, and
 writes its shard through :func:`datagen.writer.write_shard` (temporary name, rename).
+
+A shard's root attributes (this module is their one definition): ``layout_id``,
+``shard_version``, ``shard_index``, ``split``, ``n_samples``; ``sources`` (JSON: one row per
+image, in order: ``index``, ``key``, ``sha256`` of the source file, ``samples``, generator
+statistics), ``digests`` (JSON: per image, the SHA-256 of each field's rows,
+:func:`datagen.writer.image_digests`), ``label_counts`` (JSON: samples per class) and
+``complete``.  One dataset per field (plus ``source``), each image's rows one after the other.
 """
 from __future__ import annotations
 
@@ -10,12 +18,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 
+from .errors import SourceError
 from .generators import get_generator
 from .imageio import read_gray
 from .seeding import rng_for
-from .writer import image_digests, shard_path, write_shard
+from .writer import image_digests, shard_path, work_dir, write_failed, write_shard
 
 #: Version of the shard file's datasets and attributes; resume reuses only shards of this version.
 SHARD_VERSION = 3
@@ -25,11 +35,44 @@ SHARD_VERSION = 3
 class ShardTask:
     index: int
     split: str
-    images: tuple[tuple[int, str, str], ...]   # (source index, key, path)
-    generator: dict                            # validated generator params (JSON form)
+    images: tuple[tuple[int, str, str, str], ...]   # (source index, key, path, planned sha256 of the file)
+    generator: dict                                 # validated generator params (JSON form)
     seed: int
     layout_id: str
-    workdir: str
+    out: str                                        # the corpus file; the shard goes to its work folder
+
+    @property
+    def path(self) -> Path:
+        return shard_path(work_dir(self.out), self.index)
+
+
+@dataclass(frozen=True)
+class ShardMeta:
+    """The parsed attributes of a complete shard (see the module docstring)."""
+
+    index: int
+    split: str
+    n_samples: int
+    sources: list[dict]
+    digests: list[dict[str, str]]
+    label_counts: list[int]
+
+
+class UnusableShard(Exception):
+    """A shard file that must be rebuilt; ``str(err)`` says why (one line)."""
+
+
+def _generator(task: ShardTask):
+    cls = get_generator(task.generator["kind"])
+    return cls(cls.Params.model_validate(task.generator))
+
+
+def _layout(gen) -> tuple[dict[str, np.dtype], dict[str, tuple[int, ...]]]:
+    """dtype and per-sample shape of every dataset of a shard: the generator's fields and ``source``."""
+    fields = gen.fields()
+    dtypes = {name: np.dtype(spec.dtype) for name, spec in fields.items()} | {"source": np.dtype(np.int32)}
+    shapes = {name: tuple(spec.shape) for name, spec in fields.items()} | {"source": ()}
+    return dtypes, shapes
 
 
 def _one_thread_per_task() -> None:
@@ -42,36 +85,122 @@ def _one_thread_per_task() -> None:
 
 
 def run_shard(task: ShardTask) -> dict:
-    """Build and write one shard; returns a summary (samples, per-image stats, seconds)."""
+    """Build and write one shard; returns a summary (samples, per-image stats, seconds).
+
+    Raises a one-line :class:`SourceError` when a source file's bytes are not those planned
+    (it changed during the build), and a one-line :class:`OutputError` naming the corpus when
+    the shard cannot be written (disk full, quota, I/O error): both travel back through Dask.
+    """
     t0 = time.perf_counter()
     _one_thread_per_task()
-    cls = get_generator(task.generator["kind"])
-    gen = cls(cls.Params.model_validate(task.generator))
-    fields = gen.fields()
-    dtypes = {name: np.dtype(spec.dtype) for name, spec in fields.items()} | {"source": np.dtype(np.int32)}
+    gen = _generator(task)
+    dtypes, shapes = _layout(gen)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in dtypes}
     stats, digests = [], []
-    for source_index, key, path in task.images:
+    for source_index, key, path, planned_sha in task.images:
         image, sha = read_gray(path)
+        if sha != planned_sha:
+            raise SourceError(f"{path}: the file changed during the build (SHA-256 {sha[:12]}, planned "
+                              f"{planned_sha[:12]}); rerun when the sources are stable")
         arrays, st = gen.make(image, rng_for(task.seed, key))
         n = len(arrays["label"])
-        arrays = {name: np.ascontiguousarray(arrays[name], dtype=dtypes[name]) for name in fields}
+        arrays = {name: np.ascontiguousarray(arrays[name], dtype=dtypes[name]) for name in gen.fields()}
         arrays["source"] = np.full(n, source_index, np.int32)
         for name, arr in arrays.items():
             parts[name].append(arr)
         digests.append(image_digests(arrays))     # hashed here, in parallel, not by the consolidation
         stats.append({"index": source_index, "key": key, "sha256": sha, "samples": n, **st})
-    shapes = {name: spec.shape for name, spec in fields.items()} | {"source": ()}
     n_samples = sum(len(a) for a in parts["source"])
     labels = np.concatenate(parts["label"]) if parts["label"] else np.empty(0, np.int64)
-    write_shard(shard_path(Path(task.workdir), task.index), parts, dtypes, shapes, {
-        "layout_id": task.layout_id,
-        "shard_version": SHARD_VERSION,
-        "shard_index": task.index,
-        "split": task.split,
-        "n_samples": n_samples,
-        "sources": json.dumps(stats, sort_keys=True),
-        "digests": json.dumps(digests, sort_keys=True),
-        "label_counts": json.dumps(np.bincount(labels, minlength=len(gen.classes())).tolist()),
-    })
+    try:
+        write_shard(task.path, parts, dtypes, shapes, {
+            "layout_id": task.layout_id,
+            "shard_version": SHARD_VERSION,
+            "shard_index": task.index,
+            "split": task.split,
+            "n_samples": n_samples,
+            "sources": json.dumps(stats, sort_keys=True),
+            "digests": json.dumps(digests, sort_keys=True),
+            "label_counts": json.dumps(np.bincount(labels, minlength=len(gen.classes())).tolist()),
+        })
+    except OSError as err:
+        raise write_failed(Path(task.out), err) from None
     return {"index": task.index, "samples": n_samples, "images": len(task.images), "seconds": time.perf_counter() - t0}
+
+
+def _json_attr(attrs, name: str, kind: type):
+    raw = attrs[name]
+    value = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    if not isinstance(value, kind):
+        raise TypeError(f"attribute {name} is not a JSON {kind.__name__}")
+    return value
+
+
+def _read_meta(f: h5py.File, task: ShardTask) -> ShardMeta:
+    """Parse the attributes of an open shard and check them against ``task``; raises
+    :class:`UnusableShard` (or ``KeyError``/``ValueError``/``TypeError``/``OSError`` on damage)."""
+    a = f.attrs
+    if not a.get("complete"):
+        raise UnusableShard("not marked complete")
+    found = (str(a.get("layout_id")), int(a.get("shard_version", -1)), int(a.get("shard_index", -1)))
+    if found != (task.layout_id, SHARD_VERSION, task.index):
+        raise UnusableShard(f"written for another plan or engine (layout {found[0]}, shard version {found[1]}, "
+                            f"index {found[2]})")
+    sources, digests = _json_attr(a, "sources", list), _json_attr(a, "digests", list)
+    label_counts = _json_attr(a, "label_counts", list)
+    meta = ShardMeta(task.index, str(a["split"]), int(a["n_samples"]), sources, digests, label_counts)
+    planned = [(i, k, sha) for i, k, _, sha in task.images]
+    held = [(int(r["index"]), str(r["key"]), str(r["sha256"])) for r in sources]
+    if meta.split != task.split or held != planned:
+        raise UnusableShard("holds other images than planned (or another version of them)")
+    if len(digests) != len(sources) or meta.n_samples != sum(int(r["samples"]) for r in sources):
+        raise UnusableShard("its digests or sample counts do not add up")
+    if not all(isinstance(d, dict) for d in digests) or not all(isinstance(c, int) for c in label_counts):
+        raise UnusableShard("malformed digests or label counts")
+    return meta
+
+
+def _verify_data(f: h5py.File, meta: ShardMeta, gen) -> None:
+    """Re-hash every dataset of an open shard, image by image, against ``meta.digests``, and
+    recount its labels; raises :class:`UnusableShard` on any difference."""
+    dtypes, shapes = _layout(gen)
+    for name in sorted(dtypes):
+        ds = f.get(name)
+        if not isinstance(ds, h5py.Dataset) or ds.dtype != dtypes[name] or ds.shape != (meta.n_samples, *shapes[name]):
+            raise UnusableShard(f"dataset {name} is missing or has another type or shape")
+        data = ds[...]
+        at = 0
+        for row, digest in zip(meta.sources, meta.digests, strict=True):
+            n = int(row["samples"])
+            if image_digests({name: data[at:at + n]})[name] != digest.get(name):
+                raise UnusableShard(f"{name} of {row['key']} does not match its stored digest")
+            at += n
+        if name == "label" and np.bincount(data, minlength=len(meta.label_counts)).tolist() != meta.label_counts:
+            raise UnusableShard("its label counts do not match its labels")
+    if len(meta.label_counts) != len(gen.classes()):
+        raise UnusableShard("its label counts do not match the generator's classes")
+
+
+def check_shard(task: ShardTask, *, verify: bool = True) -> ShardMeta:
+    """The attributes of the complete shard of ``task``, checked against the task (plan, engine
+    version, images and their planned SHA-256) and, with ``verify``, its data re-hashed image
+    by image against the digests the worker stored (the consolidation trusts them).
+
+    Raises :class:`UnusableShard` (one line: why) for a missing, incomplete, unreadable,
+    tampered or foreign shard, which the caller rebuilds.
+    """
+    path = task.path
+    if not path.exists():
+        raise UnusableShard("missing")
+    try:
+        with h5py.File(path, "r") as f:
+            meta = _read_meta(f, task)
+            if verify:
+                _verify_data(f, meta, _generator(task))
+    except UnusableShard:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, UnicodeError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UnusableShard(f"unreadable or corrupt ({type(err).__name__}: {first})") from None
+    return meta
+

@@ -1,9 +1,12 @@
 """HDF5 I/O of the build: shards written atomically, then consolidated into one corpus file.
 
 * :func:`atomic_h5` writes ``path`` through ``path.tmp-<pid>-<rand>`` + fsync + rename, so a
-  file at its final name is always complete; a crash leaves only a temporary to delete.
-* Shard files (one per Dask task) carry ``layout_id`` and ``complete`` attributes that
-  resume checks before reusing them.
+  file at its final name is always complete.  Its root attribute ``complete`` is written
+  last, after every byte (raw copies included) is in place and synced: a killed writer's
+  temporary never claims to be complete, and the next build of the same output removes it
+  (:func:`remove_stale_temporaries`, under the output lock).
+* Shard files (one per Dask task) carry ``layout_id``, ``complete`` and per-image digests
+  that resume checks before reusing them (:mod:`datagen.shard`).
 * The corpus file holds ``/<split>/<field>`` datasets, the ``/sources`` table and the
   provenance attributes; ``content_sha256`` hashes every field of every split and the
   source keys in canonical order (:func:`content_sha256`), as a two-level hash: the digest
@@ -13,9 +16,13 @@
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +33,57 @@ import numpy as np
 
 from . import FORMAT, FORMAT_VERSION, SPLITS
 from .atomic import fsync_dir
+from .errors import OutputError
+
+#: HDF5 library versions of every file we write: the oldest format that holds our data, so
+#: that the same build gives the same bytes (and older readers can open it).
+_LIBVER = ("earliest", "v110")
+
+#: ``<name>.tmp-<pid>-<8 hex>``: the temporary names of :func:`atomic_h5`.
+_TEMPORARY = re.compile(r"(?P<target>.+)\.tmp-[0-9]+-[0-9a-f]{8}")
+
+#: Environment variable naming a :func:`pause_point` (tests only).
+PAUSE_ENV = "DATAGEN_TEST_PAUSE_AT"
+
+
+def pause_point(name: str) -> None:
+    """Test hook: stop here for good when ``$DATAGEN_TEST_PAUSE_AT`` is ``name``.
+
+    The process says ``datagen: test pause at NAME (pid P)`` on stderr and sleeps, so that a
+    test can ``kill -9`` it at exactly this point of a build.  The points of ``datagen build``
+    (driver process): ``built-shard-K`` (the K-th shard of this run is complete),
+    ``consolidate-copy`` (half of the raw copies into the temporary corpus are done),
+    ``consolidate-copied`` (all are done; ``complete`` is not set yet), ``renamed``
+    (the corpus is at ``--out``; the work folder is not removed yet).  Unset: a no-op.
+    """
+    if os.environ.get(PAUSE_ENV) == name:
+        print(f"datagen: test pause at {name} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(3600)
+
+
+def temporary_path(path: Path) -> Path:
+    """A fresh temporary name beside ``path`` (``<name>.tmp-<pid>-<8 hex>``)."""
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+#: ``errno`` values that mean the disk (or the user's quota, or a size limit) is full.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def write_failed(out: Path, err: OSError) -> OutputError:
+    """The one-line error for a failed write of the build of ``out`` (a shard or the corpus).
+
+    The complete shards stay in the work folder, so a rerun resumes."""
+    reason = os.strerror(err.errno) if err.errno else (str(err).splitlines() or [type(err).__name__])[0]
+    todo = "free space" if err.errno in DISK_FULL else "fix the cause"
+    return OutputError(f"cannot write {out} ({reason}); {todo} or choose another --out, then rerun: "
+                       "the complete shards are reused")
 
 
 @contextmanager
@@ -33,16 +91,20 @@ def atomic_h5(path: str | os.PathLike, *, after_close: list | None = None) -> It
     """Yield an HDF5 file open for writing that appears at ``path`` only once it is complete.
 
     Callables appended to ``after_close`` run with the temporary path once HDF5 has closed
-    the file, before it is synced and renamed (raw writes into allocated datasets)."""
+    the file (raw writes into allocated datasets).  Then the file is synced, its root
+    attribute ``complete`` is set to True (the last write: callers never set it), synced
+    again and renamed to ``path``."""
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = temporary_path(path)
     try:
-        with h5py.File(tmp, "w", libver=("earliest", "v110")) as f:
+        with h5py.File(tmp, "w", libver=_LIBVER) as f:
             yield f
         for step in after_close or ():
             step(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        _fsync(tmp)
+        with h5py.File(tmp, "r+", libver=_LIBVER) as f:
+            f.attrs["complete"] = True
+        _fsync(tmp)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
@@ -50,13 +112,31 @@ def atomic_h5(path: str | os.PathLike, *, after_close: list | None = None) -> It
         raise
 
 
-def remove_stale_temporaries(folder: Path) -> int:
-    """Delete ``*.tmp-*`` files left by killed writers; returns how many."""
+def remove_stale_temporaries(folder: Path, *, of: str | None = None) -> int:
+    """Delete the temporaries that killed :func:`atomic_h5` writers left in ``folder``: those of
+    the file named ``of``, or of any file when ``of`` is None (a folder that is all ours, such
+    as the work folder).  Only names of our exact pattern go; returns how many.
+
+    Call it only while holding the output's lock (:mod:`datagen.lock`): a temporary of a live
+    writer would be removed too.
+    """
     n = 0
-    for p in folder.glob("*.tmp-*"):
-        p.unlink(missing_ok=True)
-        n += 1
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        m = _TEMPORARY.fullmatch(entry.name)
+        if m and (of is None or m["target"] == of) and entry.is_file(follow_symlinks=False):
+            Path(entry.path).unlink(missing_ok=True)
+            n += 1
     return n
+
+
+def work_dir(out: str | os.PathLike) -> Path:
+    """The work folder of the build of ``out``: ``<out>.incomplete`` (shards, plan stamp)."""
+    out = Path(out)
+    return out.with_name(out.name + ".incomplete")
 
 
 def shard_path(workdir: Path, index: int) -> Path:
@@ -65,7 +145,7 @@ def shard_path(workdir: Path, index: int) -> Path:
 
 def write_shard(path: Path, parts: dict[str, list[np.ndarray]], dtypes: dict[str, np.dtype],
                 shapes: dict[str, tuple[int, ...]], attrs: dict) -> None:
-    """Write one shard (uncompressed) and its attributes; ``complete`` is set last.
+    """Write one shard (uncompressed) and its attributes (:func:`atomic_h5` sets ``complete`` last).
 
     ``parts[name]`` holds each image's rows of field ``name``; they are written one after the
     other into one dataset (no concatenated copy)."""
@@ -80,17 +160,6 @@ def write_shard(path: Path, parts: dict[str, list[np.ndarray]], dtypes: dict[str
                 at += len(a)
         for k, v in attrs.items():
             f.attrs[k] = v
-        f.attrs["complete"] = True
-
-
-def read_shard_attrs(path: Path) -> dict | None:
-    """Attributes of a complete shard, or ``None`` if it is unreadable or incomplete."""
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    except (OSError, KeyError):
-        return None
-    return attrs if attrs.get("complete") else None
 
 
 def _field_header(split: str, field: str, dtype: np.dtype, shape: tuple[int, ...]) -> str:
@@ -103,6 +172,45 @@ def content_sha256(field_digests: dict[str, str], source_keys: list[str]) -> str
     for header in sorted(field_digests, key=lambda s: (SPLITS.index(s.split("/", 1)[0]), s)):
         h.update(f"{header}={field_digests[header]}\n".encode())
     h.update(hashlib.sha256("\n".join(source_keys).encode()).hexdigest().encode())
+    return h.hexdigest()
+
+
+#: Attributes that :func:`provenance_sha256` leaves out: itself, and the flag set after it.
+_UNHASHED_ATTRS = ("provenance_sha256", "complete")
+
+
+def _attr_text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if isinstance(value, np.ndarray):
+        return json.dumps(value.tolist())
+    if isinstance(value, np.generic):
+        return json.dumps(value.item())
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def provenance_sha256(f: h5py.File) -> str:
+    """SHA-256 of a corpus's provenance: every root attribute (but :data:`_UNHASHED_ATTRS`) and
+    every column of the ``/sources`` table, by name.
+
+    Stored as the ``provenance_sha256`` attribute by :func:`consolidate` and checked by
+    ``datagen verify``, so that an edited ``dataset_id``, seed, manifest or source row is
+    caught as surely as an edited sample (``content_sha256`` covers the samples).
+    """
+    h = hashlib.sha256(f"{FORMAT} provenance v1\n".encode())
+    for name in sorted(f.attrs):
+        if name not in _UNHASHED_ATTRS:
+            h.update(f"attr {name}={_attr_text(f.attrs[name])}\n".encode("utf-8", "surrogateescape"))
+    table = f.get("sources")
+    for col in sorted(table) if isinstance(table, h5py.Group) else ():
+        ds = table[col]
+        values = ds[...]
+        if values.dtype.kind in "OSU":
+            data = "\x00".join(v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
+                                for v in values.ravel()).encode("utf-8", "surrogateescape")
+        else:
+            data = np.ascontiguousarray(values).tobytes()
+        h.update(f"sources {col}|{values.dtype.kind}|{values.shape}|{hashlib.sha256(data).hexdigest()}\n".encode())
     return h.hexdigest()
 
 
@@ -185,8 +293,10 @@ def _copy_ranges(copies: list[tuple[Path, int, int, int]], dst: Path) -> None:
     fd = os.open(dst, os.O_WRONLY)
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for done in [pool.submit(_copy_range, c, fd) for c in copies]:
+            for i, done in enumerate([pool.submit(_copy_range, c, fd) for c in copies]):
                 done.result()
+                if i == len(copies) // 2:
+                    pause_point("consolidate-copy")
     finally:
         os.close(fd)
 
@@ -242,6 +352,7 @@ def consolidate(out: Path, shards: list[tuple[Path, str, int]], fields: dict[str
                         dst[at[split]:at[split] + n] = src[...]
             at[split] += n
         after_close.append(lambda tmp: _copy_ranges(copies, tmp))
+        after_close.append(lambda tmp: pause_point("consolidate-copied"))
         src = f.create_group("sources")
         for col in sources[0] if sources else ("key",):
             values = [row[col] for row in sources]
@@ -256,5 +367,5 @@ def consolidate(out: Path, shards: list[tuple[Path, str, int]], fields: dict[str
         f.attrs["field_digests"] = json.dumps(field_digests, sort_keys=True)
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["complete"] = True
+        f.attrs["provenance_sha256"] = provenance_sha256(f)
     return digest

@@ -48,6 +48,15 @@ def write_images(folder: Path, n: int, *, seed0: int = 0, **kw) -> list[Path]:
     return paths
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_hash_cache(tmp_path_factory):
+    """Source-file hashes (datagen.filehash) go to a cache of this test session, never the user's
+    home; set in ``os.environ`` so that CLI subprocesses and Dask workers inherit it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEFOCUSBENCH_CACHE", str(tmp_path_factory.mktemp("hash-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> Path:
     """8 small synthetic photos (160x224)."""

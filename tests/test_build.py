@@ -310,21 +310,20 @@ def test_ctrl_c_exits_130_with_one_line_and_resumes(big_image_folder, tmp_path):
 
 def test_resume_rebuilds_shards_of_another_shard_version(reference, image_folder, tmp_path):
     from datagen.plan import make_plan
-    from datagen.shard import ShardTask, run_shard
-    from datagen.writer import shard_path
+    from datagen.runner import shard_tasks
+    from datagen.shard import run_shard
 
     manifest = parse_manifest(manifest_dict(image_folder))
     plan = make_plan(manifest)
     out = tmp_path / "v.h5"
-    workdir = tmp_path / "v.h5.incomplete"
-    first = plan.shards[0]
-    (workdir / "shards").mkdir(parents=True)
-    run_shard(ShardTask(first.index, first.split, tuple((im.index, im.key, im.path) for im in plan.shard_images(first)),
-                        manifest.generator.model_dump(mode="json"), manifest.seed, plan.layout_id, str(workdir)))
-    with h5py.File(shard_path(workdir, first.index), "r+") as f:
+    first = shard_tasks(plan, out)[0]
+    first.path.parent.mkdir(parents=True)
+    run_shard(first)
+    with h5py.File(first.path, "r+") as f:
         del f.attrs["shard_version"]           # as written by an older engine
         del f.attrs["label_counts"]
     logs = []
     res = build(manifest, out=out, workers=1, progress=False, log=logs.append)
     assert not any("resuming" in m for m in logs)
+    assert any(m.startswith("rebuilding shard 0") for m in logs)
     assert res.content_sha256 == reference.content_sha256
