@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from datagen.errors import SourceError, UserError
+from datagen.imageio import IMAGE_EXTENSIONS, check_pixels, open_image
 
 from .datasets import open_dataset
 from .datasets.base import Sample
@@ -20,25 +20,31 @@ from .datasets.cuhk import key_for_map_file
 from .harness import DEFAULT_METRICS, select_metrics
 from .metrics import PredInfo, create_metric
 
-_MAP_EXT = (".npy", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_MAP_EXT = (".npy", *IMAGE_EXTENSIONS)
 
 
 def read_map(path: Path) -> np.ndarray:
-    """A map file -> float64 2-D array (``.npy`` as stored; images as gray levels 0..255)."""
-    try:
-        if path.suffix.lower() == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        else:
-            with Image.open(path) as im:
-                im.load()
-                arr = np.asarray(im.convert("L") if im.mode not in ("L", "I", "F", "I;16") else im)
-    except (OSError, ValueError, SyntaxError) as err:
-        raise SourceError(f"{path}: unreadable map ({err}); replace the file") from None
-    arr = np.asarray(arr, dtype=np.float64)
+    """A map file -> float64 2-D array (``.npy`` as stored; images as gray levels 0..255).
+
+    Both kinds are held to the image pixel limit (:func:`datagen.imageio.max_image_pixels`)
+    before their data is read: a ``.npy`` header, like a PNG's, can claim any shape."""
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)   # header read, data mapped
+        except (OSError, ValueError, SyntaxError) as err:
+            raise SourceError(f"{path}: unreadable map ({err}); replace the file") from None
+    else:
+        with open_image(path, what="map") as im:
+            arr = np.asarray(im.convert("L") if im.mode not in ("L", "I", "F", "I;16") else im)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim != 2:
         raise SourceError(f"{path}: a map must be 2-D, got shape {arr.shape}")
+    check_pixels(str(path), arr.shape[1], arr.shape[0])
+    try:
+        arr = np.array(arr, dtype=np.float64)   # a copy: nothing stays mapped
+    except (TypeError, ValueError):
+        raise SourceError(f"{path}: a map must hold numbers, got dtype {arr.dtype}; fix the producer") from None
     if not np.isfinite(arr).all():
         raise SourceError(f"{path}: map has NaN or infinite values; fix the producer or drop the file")
     return arr

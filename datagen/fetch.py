@@ -9,6 +9,12 @@ Layout under ``DEST``::
 
 A rerun skips every archive whose folder and marker both exist, without touching the
 network.  Only the standard library is used.
+
+Bounds (a hostile mirror or checksums file cannot fill the disk): a download never writes
+more than the archive's declared size (the checksum table's ``SIZE``; a server that announces
+or sends more is refused), and an archive is unpacked only if its members' declared sizes
+sum to at most :data:`MAX_UNPACK_RATIO` times the archive size (zip bombs expand 1000x; the
+PNG archives we fetch do not compress at all).  A failed unpack removes its staging folder.
 """
 from __future__ import annotations
 
@@ -28,6 +34,8 @@ from pathlib import Path, PurePosixPath
 from .errors import OutputError, SourceError, UserError, writable_dir
 
 CHUNK = 1 << 20  # bytes per read, write and hash step
+#: Largest accepted (sum of members' uncompressed sizes) / (archive size).
+MAX_UNPACK_RATIO = 4
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 Progress = Callable[[str, int, int], None]
@@ -165,7 +173,8 @@ def _download(archive: Archive, url: str, downloads: Path, *, progress: Progress
 
 def _transfer(url: str, part: Path, start: int, archive: Archive, *, progress: Progress | None,
               timeout: float) -> None:
-    """Append to ``part`` from byte ``start`` (or rewrite it when the server ignores Range)."""
+    """Append to ``part`` from byte ``start`` (or rewrite it when the server ignores Range),
+    never past ``archive.size`` bytes: a longer body is refused (:func:`_too_long`)."""
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
@@ -173,10 +182,13 @@ def _transfer(url: str, part: Path, start: int, archive: Archive, *, progress: P
         raise _network_error(url, exc, part) from exc
     with response:
         done = start if start and response.status == 206 else 0
+        announced = response.headers.get("Content-Length")
+        if announced and announced.strip().isdigit() and done + int(announced) > archive.size:
+            raise _too_long(url, archive, f"announces {done + int(announced)} bytes,")
         step, next_report = max(CHUNK, archive.size // 100), done
         try:
             with open(part, "ab" if done else "wb") as out:
-                for chunk in _chunks(response, url, part):
+                for chunk in _chunks(response, url, part, archive.size - done):
                     out.write(chunk)
                     done += len(chunk)
                     if progress is not None and (done >= next_report or done >= archive.size):
@@ -185,17 +197,31 @@ def _transfer(url: str, part: Path, start: int, archive: Archive, *, progress: P
         except OSError as exc:
             raise OutputError(f"cannot write {part}: {exc.strerror or exc}; free disk space or pass another --dest") \
                 from exc
+        if done >= archive.size and _read(response, url, part, 1):
+            os.replace(part, part.with_name(f"{archive.name}.corrupt"))
+            raise _too_long(url, archive, "sends")
 
 
-def _chunks(response, url: str, part: Path):
-    """Yield the body of ``response`` in :data:`CHUNK` pieces, turning read errors into UserErrors."""
-    while True:
-        try:
-            chunk = response.read(CHUNK)
-        except (OSError, http.client.HTTPException) as exc:
-            raise _network_error(url, exc, part) from exc
+def _too_long(url: str, archive: Archive, what: str) -> SourceError:
+    return SourceError(f"cannot download {url}: the server {what} more than the declared {archive.size} bytes of "
+                       f"{archive.name}; check --base-url and the --checksums entry")
+
+
+def _read(response, url: str, part: Path, size: int) -> bytes:
+    try:
+        return response.read(size)
+    except (OSError, http.client.HTTPException) as exc:
+        raise _network_error(url, exc, part) from exc
+
+
+def _chunks(response, url: str, part: Path, limit: int):
+    """Yield at most ``limit`` bytes of the body of ``response``, in :data:`CHUNK` pieces,
+    turning read errors into UserErrors."""
+    while limit > 0:
+        chunk = _read(response, url, part, min(CHUNK, limit))
         if not chunk:
             return
+        limit -= len(chunk)
         yield chunk
 
 
@@ -239,15 +265,36 @@ def _check_member(name: str, zip_path: Path) -> None:
                           "delete it and use a trusted mirror")
 
 
+def _check_sizes(zf: zipfile.ZipFile, zip_path: Path, archive: Archive) -> None:
+    """Refuse an archive whose members would unpack to more than :data:`MAX_UNPACK_RATIO` times
+    its size (``zipfile`` never writes more than a member's declared size)."""
+    total = sum(info.file_size for info in zf.infolist())
+    if total > MAX_UNPACK_RATIO * archive.size:
+        raise SourceError(f"archive {zip_path} would unpack to {total} bytes, more than {MAX_UNPACK_RATIO}x its "
+                          f"{archive.size} bytes (a zip bomb?); delete it and use a trusted mirror")
+
+
 def _extract(zip_path: Path, archive: Archive, root: Path) -> None:
-    """Unzip into ``.extract-NAME.incomplete`` then move ``folder`` into place atomically."""
+    """Unzip into ``.extract-NAME.incomplete`` then move ``folder`` into place atomically;
+    on any failure the staging folder is removed."""
     staging = root / f".extract-{archive.name}.incomplete"
     try:
-        if staging.exists():
-            shutil.rmtree(staging)
+        _unpack(zip_path, archive, staging)
+        # The marker goes first: a folder with a marker is ours even if we stop right after the move.
+        _marker(root, archive).write_text(f"{archive.name} {archive.size} {archive.sha256}\n", encoding="utf-8")
+        os.replace(staging / archive.folder, root / archive.folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpack(zip_path: Path, archive: Archive, staging: Path) -> None:
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
         with zipfile.ZipFile(zip_path) as zf:
             for member in zf.namelist():
                 _check_member(member, zip_path)
+            _check_sizes(zf, zip_path, archive)
             zf.extractall(staging)
     except (zipfile.BadZipFile, EOFError) as exc:
         raise SourceError(f"corrupt archive {zip_path}: {exc}; delete it and rerun to download again") from exc
@@ -257,7 +304,3 @@ def _extract(zip_path: Path, archive: Archive, root: Path) -> None:
     if not (staging / archive.folder).is_dir():
         raise SourceError(f"archive {zip_path} has no top-level folder {archive.folder}/; "
                           "check the mirror (--base-url) and delete the file to download again")
-    # The marker goes first: a folder with a marker is ours even if we stop right after the move.
-    _marker(root, archive).write_text(f"{archive.name} {archive.size} {archive.sha256}\n", encoding="utf-8")
-    os.replace(staging / archive.folder, root / archive.folder)
-    shutil.rmtree(staging)

@@ -4,22 +4,101 @@ Gray is ITU-R BT.601 luma, ``Y = 0.299 R + 0.587 G + 0.114 B`` rounded to uint8 
 ``convert("L")``, integer arithmetic with rounding; what OpenCV's ``COLOR_RGB2GRAY`` and
 MATLAB's ``rgb2gray`` also compute up to +-1).  16-bit images are scaled to 8 bits by
 ``round(v / 257)``.  Alpha is dropped.
+
+Every image we decode, here and in ``bench``, is opened by :func:`open_image`, the one place
+for the pixel limit and for turning Pillow's failures into one :class:`SourceError` line that
+names the file.  The limit is the setting ``DEFOCUSBENCH_MAX_IMAGE_PIXELS`` (environment,
+width x height in pixels, default :data:`DEFAULT_MAX_IMAGE_PIXELS`): a larger image is
+refused from its header, before any pixel is decoded, since a few KB of PNG can claim
+30000 x 30000 pixels and take gigabytes to decode (a "decompression bomb").
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import SourceError
+from .errors import SourceError, UserError
 
-#: File name extensions the ``folder`` and ``div2k`` sources pick up.
+#: File name extensions of images, lower case: what the ``folder`` and ``div2k`` sources and
+#: ``bench``'s dataset and map readers pick up (the one list).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
-Image.MAX_IMAGE_PIXELS = 400_000_000  # 20k x 20k; beyond that a file is more likely an attack than a photo
+#: Environment variable that overrides :data:`DEFAULT_MAX_IMAGE_PIXELS`.
+MAX_PIXELS_ENV = "DEFOCUSBENCH_MAX_IMAGE_PIXELS"
+#: Largest image accepted, in pixels (width x height): 120 megapixels, above the largest camera
+#: sensors (~102 MP) and Pillow's own 89.5 MP warning threshold; 38x the largest DIV2K photo.
+DEFAULT_MAX_IMAGE_PIXELS = 120_000_000
+
+# We refuse images over the limit ourselves, strictly (Pillow only warns up to twice its limit,
+# and its warning would be a second line on stderr); Pillow's own check stays armed at 2x.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def max_image_pixels() -> int:
+    """The pixel limit in force: ``$DEFOCUSBENCH_MAX_IMAGE_PIXELS`` or :data:`DEFAULT_MAX_IMAGE_PIXELS`."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"{MAX_PIXELS_ENV}={raw!r}: expected a whole number of pixels >= 1 "
+                        f"(unset it for the default {DEFAULT_MAX_IMAGE_PIXELS})")
+    return value
+
+
+def _too_large(name: str, limit: int, size: tuple[int, int] | None = None) -> SourceError:
+    what = f"{size[0]}x{size[1]} = {size[0] * size[1]} pixels" if size else f"more than {2 * limit} pixels"
+    return SourceError(f"{name}: image of {what}, over the limit of {limit} ({MAX_PIXELS_ENV}); "
+                       f"a possible decompression bomb: remove the file, or raise {MAX_PIXELS_ENV} if it is a real photo")
+
+
+def check_pixels(name: str, width: int, height: int) -> None:
+    """Raise a one-line :class:`SourceError` naming ``name`` when ``width x height`` is over
+    :func:`max_image_pixels` (also for image-sized arrays that are not image files, e.g. ``.npy`` maps)."""
+    limit = max_image_pixels()
+    if width * height > limit:
+        raise _too_large(name, limit, (width, height))
+
+
+@contextmanager
+def open_image(source: str | os.PathLike | bytes, *, name: str | None = None,
+               what: str = "image") -> Iterator[Image.Image]:
+    """Open an image file (a path) or encoded bytes with Pillow, header parsed and size checked.
+
+    Use as ``with open_image(path) as im: im.load(); ...``.  Any failure, inside the ``with``
+    block too (decoding, conversion), is one :class:`SourceError` line naming ``name`` (default:
+    the path) and ``what`` the file is to the caller (``"image"``, ``"mask"``, ``"map"``):
+    unreadable file, not an image, corrupt or truncated data, or more than
+    :func:`max_image_pixels` pixels (checked before any pixel is decoded).
+    """
+    name = str(source) if name is None else name
+    limit = max_image_pixels()
+    Image.MAX_IMAGE_PIXELS = limit   # Pillow's own check (it raises above 2x): a second line of defence
+    try:
+        f = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115 - closed below
+    except OSError as err:
+        raise SourceError(f"{name}: cannot read {what} ({err.strerror or err}); check the path and permissions") from None
+    try:
+        with f, Image.open(f) as im:
+            check_pixels(name, im.width, im.height)
+            yield im
+    except UnidentifiedImageError:
+        raise SourceError(f"{name}: corrupt or unreadable {what}: not an image file (unrecognised format); "
+                          "replace or remove the file") from None
+    except Image.DecompressionBombError:
+        raise _too_large(name, limit) from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise SourceError(f"{name}: corrupt or truncated {what} ({err}); replace or remove the file") from None
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -55,15 +134,10 @@ def _as_rgb(im: Image.Image) -> np.ndarray:
 
 
 def _decode(data: bytes, name: str, convert, ndim: int) -> np.ndarray:
-    """Open ``data`` with Pillow and ``convert`` it; every failure is one :class:`SourceError` line."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            arr = convert(im)
-    except UnidentifiedImageError:
-        raise SourceError(f"{name}: not an image file (unrecognised format); remove it or narrow the source pattern") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise SourceError(f"{name}: corrupt or truncated image ({err}); replace or remove the file") from None
+    """Open ``data`` with :func:`open_image` and ``convert`` it; every failure is one :class:`SourceError` line."""
+    with open_image(data, name=name) as im:
+        im.load()
+        arr = convert(im)
     if arr.ndim != ndim or arr.size == 0:
         raise SourceError(f"{name}: image has no pixels; replace or remove the file")
     return arr

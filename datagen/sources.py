@@ -10,11 +10,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from .errors import SourceError
-from .imageio import IMAGE_EXTENSIONS
-from .manifest import BuiltinSource, Div2kSource, FolderSource, Manifest
+from .imageio import IMAGE_EXTENSIONS, open_image
+from .manifest import SOURCE_MODELS, BuiltinSource, Div2kSource, FolderSource, Manifest
 
 #: Sharp natural photos shipped inside scikit-image's wheel (no download): name -> file.
 BUILTIN_IMAGES = {
@@ -30,11 +28,9 @@ BUILTIN_IMAGES = {
     "rocket": "rocket.jpg",
 }
 
-SOURCE_KINDS = {
-    "builtin": "photos bundled inside scikit-image (no network): " + ", ".join(BUILTIN_IMAGES),
-    "folder": "image files matched by a glob under a root folder",
-    "div2k": "DIV2K layout: <root>/DIV2K_{train,valid}_HR/*.png (root defaults to $DIV2K_ROOT)",
-}
+#: Source kind -> one line for ``datagen list`` (the kinds are those of :data:`datagen.manifest.SOURCE_MODELS`).
+SOURCE_KINDS = {kind: model.DESCRIPTION for kind, model in SOURCE_MODELS.items()}
+SOURCE_KINDS["builtin"] += ": " + ", ".join(BUILTIN_IMAGES)
 
 
 @dataclass(frozen=True)
@@ -128,11 +124,7 @@ def list_source(manifest: Manifest, index: int) -> list[Listed]:
 
 
 def check_header(path: str) -> None:
-    """Fail early, with one line, on files that are not images (full decode happens in the workers)."""
-    try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - header parsed on open
-    except UnidentifiedImageError:
-        raise SourceError(f"{path}: not an image file (unrecognised format); remove it or narrow the source pattern") from None
-    except OSError as err:
-        raise SourceError(f"{path}: cannot read image header ({err}); replace or remove the file") from None
+    """Fail early, with one line, on files that are not images or have too many pixels
+    (:func:`datagen.imageio.open_image`; the full decode happens in the workers)."""
+    with open_image(path):
+        pass

@@ -69,6 +69,11 @@ MANIFEST_CASES = [
                                                                      "split": "test"}]), "DIV2K_valid_HR not found"),
     ("unknown-builtin", lambda d, t: _with(d, "sources", [{"kind": "builtin", "images": ["lena"], "split": "train"}]),
      "unknown built-in image 'lena'"),
+    # ../ would read outside the root (it did, silently); an absolute pattern crashed pathlib
+    ("parent-pattern", lambda d, t: _with(d, "sources.0.pattern", "../*/*.png"),
+     "sources.0.pattern: value error, must be a relative glob under root, without '..'"),
+    ("absolute-pattern", lambda d, t: _with(d, "sources.0.pattern", str(t / "*.png")),
+     "sources.0.pattern: value error, must be a relative glob under root"),
     ("same-folder-twice", lambda d, t: _with(d, "sources", [d["sources"][0], {**d["sources"][0], "name": "again"}]),
      "also listed by sources.0"),
 ]

@@ -25,6 +25,8 @@ class ServerState:
     log: list[tuple[str, str | None]] = field(default_factory=list)  # (file, Range header)
     drop_after: dict[str, int] = field(default_factory=dict)  # file -> bytes sent before hanging up, once
     ignore_range: bool = False
+    extra: dict[str, int] = field(default_factory=dict)  # file -> junk bytes sent after it
+    no_length: bool = False  # omit Content-Length (the body then ends when the connection closes)
     url: str = ""
 
 
@@ -46,11 +48,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
             self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        body = data[start:] + b"\0" * state.extra.get(name, 0)
+        if not state.no_length:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         cut = state.drop_after.pop(name, None)
-        self.wfile.write(body if cut is None else body[:cut])
+        try:
+            self.wfile.write(body if cut is None else body[:cut])
+        except OSError:  # the client stopped reading (a refused overlong body)
+            pass
         self.close_connection = True
 
     def log_message(self, *args) -> None:
@@ -258,6 +264,61 @@ def test_unwritable_destination(server, div2k, tmp_path):
         fetch("div2k", dest, base_url=server.url, checksums=sums)
     assert str(dest) in assert_one_line(exc)
     assert server.log == []
+
+
+@pytest.mark.parametrize("no_length", [False, True], ids=["content-length", "no-content-length"])
+def test_download_is_cut_off_at_its_declared_size(server, div2k, tmp_path, no_length):
+    _, sums = div2k
+    declared = (server.root / TRAIN).stat().st_size
+    server.extra[TRAIN], server.no_length = 8 << 20, no_length   # 8 MB more than the checksum table says
+    dest = tmp_path / "dest"
+    with pytest.raises(SourceError) as exc:
+        fetch("div2k", dest, base_url=server.url, checksums=sums)
+    message = assert_one_line(exc)
+    assert f"more than the declared {declared} bytes of {TRAIN}" in message
+    written = {p.name: p.stat().st_size for p in (dest / ".downloads").iterdir()}
+    assert all(size <= declared for size in written.values()), written
+    assert not list(dest.glob("DIV2K_*"))
+
+
+def _deflated_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_zip_bomb_is_refused_before_unpacking(server, tmp_path):
+    # 64 MB of zeros in a ~64 KB archive whose checksum line is honest: only the ratio gives it away
+    zip_path = _deflated_zip(server.root / TRAIN, {f"DIV2K_train_HR/{i:04d}.png": bytes(16 << 20) for i in range(4)})
+    sums = tmp_path / "sums.txt"
+    sums.write_text(checksum_line(zip_path))
+    dest = tmp_path / "dest"
+    with pytest.raises(SourceError) as exc:
+        fetch("div2k", dest, base_url=server.url, checksums=sums)
+    message = assert_one_line(exc)
+    assert "would unpack to 67108864 bytes" in message and TRAIN in message
+    assert not list(dest.glob("DIV2K_*")) and not list(dest.glob(".extract-*"))
+
+
+def test_failed_unpack_removes_its_staging_folder(server, tmp_path):
+    """A member whose data does not match its declared size and CRC fails half-way through the unpack."""
+    zip_path = _deflated_zip(server.root / TRAIN, {"DIV2K_train_HR/0001.png": fake_png(1),
+                                                   "DIV2K_train_HR/0002.png": bytes(100_000)})
+    data = bytearray(zip_path.read_bytes())
+    central = data.rfind(b"PK\x01\x02")           # the last member's central directory entry
+    local = int.from_bytes(data[central + 42:central + 46], "little")
+    for offset in (local + 22, central + 24):      # its uncompressed size: 100000 -> 1000
+        data[offset:offset + 4] = (1000).to_bytes(4, "little")
+    zip_path.write_bytes(bytes(data))
+    sums = tmp_path / "sums.txt"
+    sums.write_text(checksum_line(zip_path))
+    dest = tmp_path / "dest"
+    with pytest.raises(SourceError) as exc:
+        fetch("div2k", dest, base_url=server.url, checksums=sums)
+    assert "corrupt archive" in assert_one_line(exc)
+    assert not list(dest.glob(".extract-*"))
+    assert not list(dest.glob("DIV2K_*"))
 
 
 def test_official_div2k_table():

@@ -26,10 +26,9 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from datagen.errors import SourceError
-from datagen.imageio import read_bytes, read_rgb
+from datagen.imageio import IMAGE_EXTENSIONS, open_image, read_bytes, read_rgb
 
 from .base import Dataset, Sample
 
@@ -39,17 +38,12 @@ SUBSETS = {
     "motion": [f"motion{i:04d}" for i in range(1, 297)],
 }
 SUBSETS["all"] = SUBSETS["defocus"] + SUBSETS["motion"]
-_IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 def read_mask(path: Path) -> np.ndarray:
     """A CUHK mask file -> bool (H, W), True where the stored value is > 127."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.asarray(im.convert("L"))
-    except (OSError, SyntaxError, ValueError) as err:
-        raise SourceError(f"{path}: corrupt or unreadable mask ({err}); replace the file") from None
+    with open_image(path, what="mask") as im:
+        arr = np.asarray(im.convert("L"))
     return arr > 127
 
 
@@ -89,10 +83,10 @@ class CUHK(Dataset):
         self._invert = polarity == "sharp255"
 
     def _index(self) -> dict[str, tuple[Path | None, Path]]:
-        masks = {p.stem: p for p in self.gt_dir.iterdir() if p.suffix.lower() in _IMAGE_EXT}
+        masks = {p.stem: p for p in self.gt_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
         images = {}
         if self.image_dir is not None:
-            images = {p.stem: p for p in self.image_dir.iterdir() if p.suffix.lower() in _IMAGE_EXT}
+            images = {p.stem: p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
         files = {}
         for key in SUBSETS[self.subset]:
             if key in masks and (self.masks_only or key in images):

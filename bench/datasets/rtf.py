@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from datagen.errors import SourceError
-from datagen.imageio import read_bytes, read_rgb
+from datagen.imageio import IMAGE_EXTENSIONS, read_bytes, read_rgb
 
 from .base import Dataset, Sample
 
@@ -66,8 +66,8 @@ class RTF(Dataset):
             if not folder.is_dir():
                 continue
             for p in folder.iterdir():
-                m = re.fullmatch(r"image_(\d+)\.(png|jpg|bmp|tif)", p.name, re.IGNORECASE)
-                if m:
+                m = re.fullmatch(r"image_(\d+)", p.stem, re.IGNORECASE)
+                if m and p.suffix.lower() in IMAGE_EXTENSIONS:
                     images[m.group(1)] = p
                 m = re.fullmatch(r"map_(\d+)\.mat", p.name, re.IGNORECASE)
                 if m:

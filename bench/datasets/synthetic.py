@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from datagen import psf
-from datagen.imageio import read_bytes
+from datagen.imageio import open_image, read_bytes
 from datagen.seeding import rng_for
 from datagen.sources import BUILTIN_IMAGES, builtin_image_path
 
@@ -37,7 +37,7 @@ DEFAULT_IMAGES = ("astronaut", "coffee", "rocket", "motorcycle", "camera", "grav
 
 def load_builtin(name: str, size: int) -> np.ndarray:
     """Built-in photo as float32 (H, W, 3) in [0, 1] with its long side resized to ``size`` px."""
-    with Image.open(builtin_image_path(name)) as im:
+    with open_image(builtin_image_path(name)) as im:
         im = im.convert("RGB")
         scale = size / max(im.size)
         if scale != 1:
