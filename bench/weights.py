@@ -10,17 +10,19 @@ user gives a file they have and :func:`import_weights` checks and converts it
 Registry
 --------
 :data:`WEIGHTS` maps a weight name to a :class:`WeightSpec`: the file name it is stored under,
-what it is, which metrics / methods use it, which source formats are accepted and the converter
-that turns a source into exactly the file its user loads.
+what it is, which metrics / methods use it, which source formats are accepted, and three
+functions over one in-memory form, a ``dict`` of float64 arrays: ``parse`` (any accepted source
+-> arrays), ``dump`` (arrays -> bytes of the stored file) and ``load`` (stored bytes -> arrays).
 
-* ``niqe`` -> ``niqe_modelparameters.mat``: the NIQE pristine multivariate Gaussian
-  (``mu_prisparam`` 1x36, ``cov_prisparam`` 36x36), the MATLAB v5 file pyiqa's NIQE reads through
-  ``scipy.io.loadmat``.  Sources: an ``.npz`` with ``mu_pris_param`` / ``cov_pris_param`` (basicsr's
-  ``niqe_pris_params.npz``) or the MATLAB release's ``niqe_modelparameters.mat``.
-* ``brisque`` -> ``brisque_svm_weights.pth``: the ``(sv_coef, sv)`` tuple of tensors (N and Nx36)
-  pyiqa's BRISQUE reads with ``torch.load``; pyiqa builds in gamma 0.05 and rho -153.591 (the
-  official LIVE model).  Sources: the LIVE libsvm text model (``allmodel``, e.g.
-  ``brisque_allmodel_live.txt``) or an already converted ``.pth``.
+* ``niqe`` -> ``niqe_modelparameters.mat``, arrays ``mu`` (36,) and ``cov`` (36x36): the NIQE
+  pristine multivariate Gaussian, stored as the MATLAB v5 file (``mu_prisparam`` 1x36,
+  ``cov_prisparam`` 36x36) pyiqa's NIQE reads.  Sources: an ``.npz`` with ``mu_pris_param`` /
+  ``cov_pris_param`` (basicsr's ``niqe_pris_params.npz``) or the MATLAB release's
+  ``niqe_modelparameters.mat``.
+* ``brisque`` -> ``brisque_svm_weights.pth``, arrays ``sv_coef`` (N,) and ``sv`` (Nx36): stored as
+  the ``(sv_coef, sv)`` tuple of float64 tensors pyiqa's BRISQUE reads; pyiqa builds in gamma 0.05
+  and rho -153.591 (the official LIVE model).  Sources: the LIVE libsvm text model (``allmodel``,
+  e.g. ``brisque_allmodel_live.txt``) or an already converted ``.pth``.
 
 Import
 ------
@@ -28,7 +30,19 @@ Import
 and what to do), converts it, and writes the result atomically (temporary name in the same
 folder, fsync, ``os.replace``) next to a JSON sidecar ``<file>.json`` holding the sha256 of the
 source and of the result, the source file name, the import time and the converter version.
-Re-importing the same source is a no-op; a failed import leaves the folder as it was.
+Re-importing the same source is a no-op; a failed import leaves the folder as it was.  Sources
+and stored files are read by :func:`datagen.safe_read.read_regular_file`: regular files only (never a FIFO or a
+device such as ``/dev/zero``), at most :data:`MAX_WEIGHT_BYTES`.
+
+Use
+---
+Nothing in the weights folder is trusted for being there.  :func:`load_weights` reads the stored
+file once, checks its sha256 against the digest :func:`_trusted_sha256` names (today: the
+sidecar ``bench weights import`` wrote), and parses those same bytes without running code from
+them (``torch.load(..., weights_only=True)``, ``scipy.io.loadmat``, ``np.load(allow_pickle=False)``).
+A file without a sidecar, or with a sidecar whose sha256 differs (e.g. a hand-placed
+``brisque_svm_weights.pth``), raises a one-line :class:`WeightsUnusable` that says to re-import it.
+Users of the weights (e.g. :mod:`bench.metrics.iqa`) get arrays, never paths.
 """
 from __future__ import annotations
 
@@ -47,16 +61,22 @@ import numpy as np
 
 from datagen.atomic import fsync_dir, write_temp
 from datagen.errors import UserError, unknown_name, writable_dir
+from datagen.safe_read import UnreadableFile, read_regular_file
 
 __all__ = [
     "ENV_VAR",
+    "MAX_WEIGHT_BYTES",
     "WEIGHTS",
     "UnknownWeightError",
     "WeightSpec",
+    "WeightsMissing",
     "WeightsSourceError",
+    "WeightsUnusable",
     "import_weights",
     "list_weights",
+    "load_weights",
     "register_weight",
+    "stored_identity",
     "weight_path",
     "weight_status",
     "weights_dir",
@@ -70,6 +90,15 @@ BRISQUE_FEATURES = 36
 BRISQUE_GAMMA = 0.05       # built into pyiqa's BRISQUE ("original" version)
 BRISQUE_RHO = -153.591
 
+#: Largest weight file read, as a source to import or as a stored file (bytes; a
+#: :class:`WeightSpec` may set its own ``max_bytes``).  Generous for the real files: the NIQE
+#: .mat / .npz are ~10 kB, the LIVE BRISQUE libsvm text ~0.3 MB and its .pth ~0.2 MB.
+MAX_WEIGHT_BYTES = 16 * 2**20
+#: Largest sidecar read (bytes); a real one is ~0.4 kB.
+MAX_SIDECAR_BYTES = 64 * 2**10
+
+Arrays = dict[str, np.ndarray]
+
 
 class WeightsSourceError(UserError):
     """A source file given to :func:`import_weights` is missing, unreadable or of the wrong kind."""
@@ -79,6 +108,19 @@ class UnknownWeightError(UserError):
     """A weight name that is not in :data:`WEIGHTS`."""
 
 
+class WeightsUnusable(UserError):
+    """The stored file of a weight may not be used: unreadable, not verified against its sidecar,
+    or not loadable; the one-line message says to re-import it."""
+
+
+class WeightsMissing(WeightsUnusable):
+    """A weight's file has not been imported (``bench weights import NAME FILE``)."""
+
+
+class _Invalid(Exception):
+    """What is wrong with a file's content (a phrase); callers add the file and what to do."""
+
+
 @dataclass(frozen=True)
 class WeightSpec:
     name: str
@@ -86,8 +128,11 @@ class WeightSpec:
     description: str
     used_by: tuple[str, ...]               # metric / method names
     sources: tuple[str, ...]               # accepted source formats, in words (for messages and `list`)
-    converter: Callable[[Path, bytes], bytes]   # (source path, its bytes) -> bytes of the stored file
+    parse: Callable[[Path, bytes], Arrays]  # (source path, its bytes) -> arrays; raises _Invalid
+    dump: Callable[[Arrays], bytes]         # arrays -> bytes of the stored file
+    load: Callable[[Path, bytes], Arrays]   # (stored path, its bytes) -> arrays; runs no code from the file
     converter_version: int = 1
+    max_bytes: int = MAX_WEIGHT_BYTES       # largest source / stored file read
 
     @property
     def import_hint(self) -> str:
@@ -95,15 +140,9 @@ class WeightSpec:
 
 
 # --------------------------------------------------------------------------------------------
-# converters: (source path, source bytes) -> bytes of the file the user of the weights loads
+# formats: parse (source -> arrays), dump (arrays -> stored bytes), load (stored bytes -> arrays)
 # --------------------------------------------------------------------------------------------
 
-def _fail(name: str, src: Path, what: str, expected: str) -> WeightsSourceError:
-    return WeightsSourceError(f"{name} weights: {src.name}: {what}; give {expected}")
-
-
-_NIQE_EXPECTED = ("an .npz with mu_pris_param (36) and cov_pris_param (36x36) "
-                  "or the MATLAB niqe_modelparameters.mat")
 _NIQE_MU_KEYS = ("mu_pris_param", "mu_prisparam")
 _NIQE_COV_KEYS = ("cov_pris_param", "cov_prisparam")
 _MAT5_MAGIC = b"MATLAB 5.0 MAT-file"
@@ -113,80 +152,72 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _MAT_DESCRIPTION = b"MATLAB 5.0 MAT-file, written by defocusbench (bench.weights)".ljust(116, b" ")
 
 
-def _niqe_arrays(src: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
-    fail = lambda what: _fail("niqe", src, what, _NIQE_EXPECTED)
+def _niqe_arrays(src: Path, raw: bytes) -> Arrays:
+    """``{"mu": (36,), "cov": (36, 36)}`` float64 from an .npz or a MATLAB v5 .mat (no pickles)."""
     if raw.startswith(_ZIP_MAGIC) or src.suffix.lower() == ".npz":
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
         except Exception as err:  # noqa: BLE001 - BadZipFile, ValueError, OSError, ... for corrupt files
-            raise fail(f"not a readable .npz ({type(err).__name__}: {err})") from None
+            raise _Invalid(f"not a readable .npz ({type(err).__name__}: {err})") from None
         kind = ".npz"
     elif raw[:128].startswith(b"MATLAB 7.3") or raw[512:520] == _HDF5_MAGIC:
-        raise fail("is a MATLAB v7.3 (HDF5) file, which scipy cannot read; re-save it with save(..., '-v7')")
+        raise _Invalid("is a MATLAB v7.3 (HDF5) file, which scipy cannot read; re-save it with save(..., '-v7')")
     elif raw.startswith(_MAT5_MAGIC) or src.suffix.lower() == ".mat":
         import scipy.io
         try:
             arrays = {k: v for k, v in scipy.io.loadmat(io.BytesIO(raw)).items() if not k.startswith("__")}
         except Exception as err:  # noqa: BLE001 - scipy raises several types for corrupt files
-            raise fail(f"not a readable MATLAB .mat file ({type(err).__name__}: {err})") from None
+            raise _Invalid(f"not a readable MATLAB .mat file ({type(err).__name__}: {err})") from None
         kind = ".mat"
     else:
-        raise fail("is neither an .npz archive nor a MATLAB .mat file")
+        raise _Invalid("is neither an .npz archive nor a MATLAB .mat file")
 
     def pick(keys: tuple[str, ...]) -> np.ndarray:
         for k in keys:
             if k in arrays:
                 return arrays[k]
         found = ", ".join(sorted(arrays)) or "none"
-        raise fail(f"{kind} has no {' / '.join(keys)} (arrays found: {found})")
+        raise _Invalid(f"{kind} has no {' / '.join(keys)} (arrays found: {found})")
 
     mu, cov = pick(_NIQE_MU_KEYS), pick(_NIQE_COV_KEYS)
     try:
         mu = np.asarray(mu, dtype=np.float64)
         cov = np.asarray(cov, dtype=np.float64)
     except (TypeError, ValueError):
-        raise fail("mu / cov are not numeric arrays") from None
+        raise _Invalid("mu / cov are not numeric arrays") from None
     n = NIQE_FEATURES
     if mu.size != n or sum(d > 1 for d in mu.shape) > 1:
-        raise fail(f"mu has shape {mu.shape}, NIQE expects {n} values")
+        raise _Invalid(f"mu has shape {mu.shape}, NIQE expects {n} values")
     if cov.shape != (n, n):
-        raise fail(f"cov has shape {cov.shape}, NIQE expects {n}x{n}")
+        raise _Invalid(f"cov has shape {cov.shape}, NIQE expects {n}x{n}")
     if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
-        raise fail("mu / cov hold NaN or infinite values")
+        raise _Invalid("mu / cov hold NaN or infinite values")
     if not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-12 * max(1.0, float(np.abs(cov).max()))):
-        raise fail("cov is not symmetric (a covariance matrix must be)")
-    return mu.reshape(1, n), cov
+        raise _Invalid("cov is not symmetric (a covariance matrix must be)")
+    return {"mu": mu.ravel(), "cov": cov}
 
 
-def _convert_niqe(src: Path, raw: bytes) -> bytes:
+def _niqe_dump(arrays: Arrays) -> bytes:
+    """The MATLAB v5 file pyiqa's NIQE reads (``mu_prisparam`` 1x36, ``cov_prisparam``), byte-stable."""
     import scipy.io
 
-    mu, cov = _niqe_arrays(src, raw)
     buf = io.BytesIO()
-    scipy.io.savemat(buf, {"mu_prisparam": mu, "cov_prisparam": cov}, format="5", do_compression=False)
-    data = _MAT_DESCRIPTION + buf.getvalue()[len(_MAT_DESCRIPTION):]   # drop savemat's timestamp
-    back = scipy.io.loadmat(io.BytesIO(data))                            # what pyiqa does
-    assert np.array_equal(np.ravel(back["mu_prisparam"]), mu.ravel())
-    assert np.array_equal(back["cov_prisparam"], cov)
-    return data
+    scipy.io.savemat(buf, {"mu_prisparam": arrays["mu"].reshape(1, -1), "cov_prisparam": arrays["cov"]},
+                     format="5", do_compression=False)
+    return _MAT_DESCRIPTION + buf.getvalue()[len(_MAT_DESCRIPTION):]   # drop savemat's timestamp
 
 
-_BRISQUE_EXPECTED = ("the LIVE libsvm model (allmodel, e.g. brisque_allmodel_live.txt) "
-                     "or a pyiqa brisque_svm_weights.pth")
-
-
-def _brisque_from_libsvm(src: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
-    fail = lambda what: _fail("brisque", src, what, _BRISQUE_EXPECTED)
+def _brisque_from_libsvm(src: Path, raw: bytes) -> Arrays:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise fail("is neither text (a libsvm model) nor a torch .pth file") from None
+        raise _Invalid("is neither text (a libsvm model) nor a torch .pth file") from None
     lines = text.splitlines()
     try:
         sv_at = next(i for i, line in enumerate(lines) if line.strip() == "SV")
     except StopIteration:
-        raise fail("has no 'SV' line: not a libsvm model file") from None
+        raise _Invalid("has no 'SV' line: not a libsvm model file") from None
 
     header: dict[str, str] = {}
     for lineno, line in enumerate(lines[:sv_at], start=1):
@@ -194,19 +225,19 @@ def _brisque_from_libsvm(src: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray]
         if not parts:
             continue
         if len(parts) != 2:
-            raise fail(f"header line {lineno} {line.strip()[:40]!r} is not 'key value'")
+            raise _Invalid(f"header line {lineno} {line.strip()[:40]!r} is not 'key value'")
         header[parts[0]] = parts[1].strip()
     if header.get("kernel_type", "rbf") != "rbf":
-        raise fail(f"kernel_type is {header['kernel_type']}, pyiqa's BRISQUE needs an rbf model")
+        raise _Invalid(f"kernel_type is {header['kernel_type']}, pyiqa's BRISQUE needs an rbf model")
     for key, want in (("gamma", BRISQUE_GAMMA), ("rho", BRISQUE_RHO)):
         if key not in header:
-            raise fail(f"header has no {key} (pyiqa's BRISQUE uses {key} {want})")
+            raise _Invalid(f"header has no {key} (pyiqa's BRISQUE uses {key} {want})")
         try:
             got = float(header[key].split()[0])
         except ValueError:
-            raise fail(f"header {key} {header[key]!r} is not a number") from None
+            raise _Invalid(f"header {key} {header[key]!r} is not a number") from None
         if not math.isclose(got, want, rel_tol=1e-9):
-            raise fail(f"{key} is {got} but pyiqa's BRISQUE is fixed to {key} {want} (the LIVE model)")
+            raise _Invalid(f"{key} is {got} but pyiqa's BRISQUE is fixed to {key} {want} (the LIVE model)")
 
     coefs: list[float] = []
     rows: list[np.ndarray] = []
@@ -225,76 +256,78 @@ def _brisque_from_libsvm(src: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray]
                 if idx <= last:
                     raise ValueError("indices must increase")
                 if idx > BRISQUE_FEATURES:
-                    raise fail(f"line {lineno} has feature index {idx}; BRISQUE expects {BRISQUE_FEATURES} features")
+                    raise _Invalid(f"line {lineno} has feature index {idx}; BRISQUE expects {BRISQUE_FEATURES} features")
                 row[idx - 1] = value
                 last = idx
         except ValueError:
-            raise fail(f"line {lineno} {line.strip()[:40]!r} does not parse as "
+            raise _Invalid(f"line {lineno} {line.strip()[:40]!r} does not parse as "
                        "'coefficient index:value ...' (libsvm)") from None
         if not (math.isfinite(coef) and np.isfinite(row).all()):
-            raise fail(f"line {lineno} holds NaN or infinite values")
+            raise _Invalid(f"line {lineno} holds NaN or infinite values")
         max_index = max(max_index, last)
         coefs.append(coef)
         rows.append(row)
     if not rows:
-        raise fail("has no support vectors after the 'SV' line")
+        raise _Invalid("has no support vectors after the 'SV' line")
     if max_index != BRISQUE_FEATURES:
-        raise fail(f"support vectors have {max_index} features; BRISQUE expects {BRISQUE_FEATURES}")
+        raise _Invalid(f"support vectors have {max_index} features; BRISQUE expects {BRISQUE_FEATURES}")
     if "total_sv" in header:
         try:
             total = int(header["total_sv"].split()[0])
         except ValueError:
-            raise fail(f"header total_sv {header['total_sv']!r} is not a number") from None
+            raise _Invalid(f"header total_sv {header['total_sv']!r} is not a number") from None
         if total != len(rows):
-            raise fail(f"header says total_sv {total} but the file holds {len(rows)} support vectors "
+            raise _Invalid(f"header says total_sv {total} but the file holds {len(rows)} support vectors "
                        "(truncated or corrupt)")
-    return np.asarray(coefs, dtype=np.float64), np.stack(rows)
+    return {"sv_coef": np.asarray(coefs, dtype=np.float64), "sv": np.stack(rows)}
 
 
-def _brisque_from_pth(src: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _brisque_from_pth(src: Path, raw: bytes) -> Arrays:
+    """``{"sv_coef": (N,), "sv": (N, 36)}`` float64 from a ``(sv_coef, sv)`` .pth, loaded with
+    ``weights_only=True`` (tensors and containers only: a pickle that would run code is refused)."""
     import torch
 
-    fail = lambda what: _fail("brisque", src, what, _BRISQUE_EXPECTED)
     if raw.startswith(_ZIP_MAGIC):
         try:
             members = zipfile.ZipFile(io.BytesIO(raw)).namelist()
         except zipfile.BadZipFile:
-            raise fail("is a damaged zip archive, not a readable torch .pth file") from None
+            raise _Invalid("is a damaged zip archive, not a readable torch .pth file") from None
         if members and all(m.endswith(".npy") for m in members):
-            raise fail("is a numpy .npz archive, not a torch .pth file")
+            raise _Invalid("is a numpy .npz archive, not a torch .pth file")
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch.load raises several types for corrupt files
-        raise fail(f"not a readable torch .pth file ({type(err).__name__}; corrupt or truncated?)") from None
+        raise _Invalid(f"not a readable torch .pth of plain tensors ({type(err).__name__}: corrupt, truncated, "
+                       "or holding objects that torch.load(weights_only=True) refuses)") from None
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2 and all(torch.is_tensor(t) for t in obj)):
-        raise fail(f"holds a {type(obj).__name__}, not the (sv_coef, sv) tuple of tensors pyiqa loads")
+        raise _Invalid(f"holds a {type(obj).__name__}, not the (sv_coef, sv) tuple of tensors pyiqa loads")
     coef = obj[0].detach().to(torch.float64).numpy()
     sv = obj[1].detach().to(torch.float64).numpy()
     if coef.ndim == 2 and 1 in coef.shape:
         coef = coef.ravel()
     if coef.ndim != 1 or coef.size == 0:
-        raise fail(f"sv_coef has shape {tuple(obj[0].shape)}, expected (N,)")
+        raise _Invalid(f"sv_coef has shape {tuple(obj[0].shape)}, expected (N,)")
     if sv.shape != (coef.size, BRISQUE_FEATURES):
-        raise fail(f"sv has shape {tuple(obj[1].shape)}, expected ({coef.size}, {BRISQUE_FEATURES}): "
+        raise _Invalid(f"sv has shape {tuple(obj[1].shape)}, expected ({coef.size}, {BRISQUE_FEATURES}): "
                    f"BRISQUE expects {BRISQUE_FEATURES} features")
     if not (np.isfinite(coef).all() and np.isfinite(sv).all()):
-        raise fail("sv_coef / sv hold NaN or infinite values")
-    return coef, sv
+        raise _Invalid("sv_coef / sv hold NaN or infinite values")
+    return {"sv_coef": coef, "sv": sv}
 
 
-def _convert_brisque(src: Path, raw: bytes) -> bytes:
+def _brisque_parse(src: Path, raw: bytes) -> Arrays:
+    if raw.startswith(_ZIP_MAGIC) or src.suffix.lower() in (".pth", ".pt"):
+        return _brisque_from_pth(src, raw)
+    return _brisque_from_libsvm(src, raw)
+
+
+def _brisque_dump(arrays: Arrays) -> bytes:
+    """The ``(sv_coef, sv)`` tuple of float64 tensors pyiqa's BRISQUE reads."""
     import torch
 
-    if raw.startswith(_ZIP_MAGIC) or src.suffix.lower() in (".pth", ".pt"):
-        coef, sv = _brisque_from_pth(src, raw)
-    else:
-        coef, sv = _brisque_from_libsvm(src, raw)
     buf = io.BytesIO()
-    torch.save((torch.from_numpy(coef.copy()), torch.from_numpy(sv.copy())), buf)
-    data = buf.getvalue()
-    back = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)   # what pyiqa does
-    assert torch.equal(back[0], torch.from_numpy(coef)) and torch.equal(back[1], torch.from_numpy(sv))
-    return data
+    torch.save((torch.from_numpy(arrays["sv_coef"].copy()), torch.from_numpy(arrays["sv"].copy())), buf)
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +342,9 @@ WEIGHTS: dict[str, WeightSpec] = {
         used_by=("niqe",),
         sources=(".npz with mu_pris_param / cov_pris_param (basicsr niqe_pris_params.npz)",
                  "MATLAB niqe_modelparameters.mat (mu_prisparam, cov_prisparam)"),
-        converter=_convert_niqe,
+        parse=_niqe_arrays,
+        dump=_niqe_dump,
+        load=_niqe_arrays,
     ),
     "brisque": WeightSpec(
         name="brisque",
@@ -318,7 +353,9 @@ WEIGHTS: dict[str, WeightSpec] = {
         used_by=("brisque",),
         sources=("libsvm text model (allmodel, e.g. brisque_allmodel_live.txt)",
                  "pyiqa brisque_svm_weights.pth ((sv_coef, sv) tuple of tensors)"),
-        converter=_convert_brisque,
+        parse=_brisque_parse,
+        dump=_brisque_dump,
+        load=_brisque_from_pth,
     ),
 }
 
@@ -358,40 +395,111 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _read_sidecar(path: Path) -> dict | None:
+    """The sidecar of the stored file ``path`` as a dict, or ``None`` when absent or unreadable."""
     try:
-        data = json.loads(_sidecar(path).read_text())
-    except (OSError, ValueError):
+        data = json.loads(read_regular_file(_sidecar(path), limit=MAX_SIDECAR_BYTES))
+    except (UnreadableFile, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
+def _trusted_sha256(spec: WeightSpec, path: Path) -> tuple[str | None, str]:
+    """``(digest, why)``: the sha256 the stored file ``path`` of ``spec`` must have, or ``None`` and why not.
+
+    The one place that decides which digest makes a stored file usable: today the ``sha256`` of the
+    sidecar :func:`import_weights` wrote.  (A file shipped inside the package would carry its digest
+    in its :class:`WeightSpec` and be checked here the same way.)
+    """
+    side = _read_sidecar(path)
+    sha = side.get("sha256") if side else None
+    if isinstance(sha, str):
+        return sha, ""
+    if not _sidecar(path).exists():
+        return None, f"has no sidecar {_sidecar(path).name} (only files stored by bench weights import are used)"
+    return None, f"has an unreadable sidecar {_sidecar(path).name}"
+
+
+def _verified_bytes(spec: WeightSpec) -> tuple[Path, bytes]:
+    """``(path, bytes)`` of the stored file of ``spec``, read once and checked against its trusted sha256."""
+    path = weights_dir() / spec.filename
+    redo = f"re-import it: {spec.import_hint}"
+    try:
+        raw = read_regular_file(path, limit=spec.max_bytes, what="weight files (MAX_WEIGHT_BYTES)")
+    except UnreadableFile as err:
+        if not path.exists():
+            raise WeightsMissing(f"weights missing: {path}; run: {spec.import_hint}") from None
+        raise WeightsUnusable(f"weights unusable: {path} {err}; {redo}") from None
+    want, why = _trusted_sha256(spec, path)
+    if want is not None and _sha256_bytes(raw) != want:
+        why = f"does not match the sha256 in its sidecar {_sidecar(path).name} (changed after import)"
+    if why:
+        raise WeightsUnusable(f"weights not verified: {path} {why}; {redo}")
+    return path, raw
+
+
+def verify_weights(name: str) -> Path:
+    """The path of weight ``name`` when its stored file matches its trusted sha256 (cheap: hashes
+    well under 1 MB, imports neither torch nor scipy); raises :class:`WeightsMissing` /
+    :class:`WeightsUnusable` (one line, saying to re-import) otherwise."""
+    return _verified_bytes(_spec(name))[0]
+
+
+def load_weights(name: str) -> Arrays:
+    """The arrays of weight ``name`` (see :data:`WEIGHTS`), from its verified stored file.
+
+    The file is read once; those bytes are checked against the trusted sha256 and parsed by the
+    spec's ``load``, which runs no code from the file.  Raises :class:`WeightsMissing` or
+    :class:`WeightsUnusable` (one line, saying to re-import).
+    """
+    spec = _spec(name)
+    path, raw = _verified_bytes(spec)
+    try:
+        return spec.load(path, raw)
+    except _Invalid as err:
+        raise WeightsUnusable(f"weights unusable: {path}: {err}; re-import it: {spec.import_hint}") from None
+
+
+def stored_identity(name: str) -> tuple:
+    """``(size, mtime_ns, inode)`` of weight ``name``'s stored file and of its sidecar (``None`` where
+    absent): a key for caches of :func:`load_weights` that changes when either file is replaced."""
+    path = weight_path(name)
+
+    def ident(p: Path):
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+    return (str(path), ident(path), ident(_sidecar(path)))
+
+
 def weight_status(name: str) -> dict:
     """``name, path, present, sha256 (None when absent), source_sha256, imported_at, used_by,
-    description`` plus ``filename``, ``sources``, ``source_file`` and ``verified`` (the file's
-    sha256 matches its sidecar; ``None`` when there is no sidecar, e.g. a file copied by hand)."""
+    description`` plus ``filename``, ``sources``, ``source_file``, ``verified`` (the file's
+    sha256 matches its sidecar, i.e. :func:`load_weights` may use it; ``None`` when there is no
+    sidecar, e.g. a file copied by hand, which is never used) and ``state``: ``"verified"``,
+    ``"unverified"`` (present but not usable: re-import it) or ``"missing"``."""
     spec = _spec(name)
     path = weights_dir() / spec.filename
     present = path.is_file()
-    sha = _sha256_file(path) if present else None
+    try:
+        sha = _sha256_bytes(read_regular_file(path, limit=spec.max_bytes, what="weight files (MAX_WEIGHT_BYTES)")) if present else None
+    except UnreadableFile:
+        sha = None
     side = _read_sidecar(path) if present else None
+    verified = (sha is not None and side.get("sha256") == sha) if side else None
     return {
         "name": spec.name,
         "path": str(path),
         "present": present,
+        "state": "verified" if verified else "unverified" if present else "missing",
         "sha256": sha,
         "source_sha256": side.get("source_sha256") if side else None,
         "source_file": side.get("source_file") if side else None,
         "imported_at": side.get("imported_at") if side else None,
-        "verified": (side.get("sha256") == sha) if side else None,
+        "verified": verified,
         "used_by": list(spec.used_by),
         "description": spec.description,
         "filename": spec.filename,
@@ -413,7 +521,7 @@ def _atomic_write_pair(path: Path, data: bytes, sidecar: bytes) -> None:
 
     Both temporaries are complete and fsynced before the first rename; the data file is renamed
     first, so a crash between the two renames leaves a sidecar whose ``sha256`` does not match
-    (``weight_status(...)["verified"] is False``; re-importing repairs it).
+    (``weight_status(...)["verified"] is False``; the file is not used; re-importing repairs it).
     """
     temps: list[Path] = []
     try:
@@ -427,38 +535,48 @@ def _atomic_write_pair(path: Path, data: bytes, sidecar: bytes) -> None:
         fsync_dir(path.parent)
 
 
+def _convert(spec: WeightSpec, src: Path, raw: bytes) -> bytes:
+    """Source bytes -> bytes of the stored file, checked to load back (as users load it) to the same arrays."""
+    try:
+        arrays = spec.parse(src, raw)
+    except _Invalid as err:
+        raise WeightsSourceError(f"{spec.name} weights: {src.name}: {err}; give {' or '.join(spec.sources)}") from None
+    data = spec.dump(arrays)
+    back = spec.load(Path(spec.filename), data)
+    if back.keys() != arrays.keys() or not all(np.array_equal(back[k], arrays[k]) for k in arrays):
+        raise RuntimeError(f"bench.weights: {spec.name}: the stored file does not load back to the imported arrays")
+    return data
+
+
 def import_weights(name: str, source_path: str | os.PathLike) -> Path:
     """Check ``source_path``, convert it to weight ``name``'s file and store it; returns its path.
 
     Raises :class:`WeightsSourceError` (one line: the file, what is wrong, what to give instead)
-    for a missing / unreadable / wrong-format / corrupt source, :class:`UnknownWeightError` for an
-    unknown name and :class:`~datagen.errors.OutputError` when the folder cannot be written.
+    for a missing / unreadable / not regular (FIFO, device) / too large (:data:`MAX_WEIGHT_BYTES`) /
+    wrong-format / corrupt source, :class:`UnknownWeightError` for an unknown name and
+    :class:`~datagen.errors.OutputError` when the folder cannot be written.
     Importing the source the stored file came from (same sha256, same converter) changes nothing.
     """
     spec = _spec(name)
     src = Path(source_path).expanduser()
     expected = " or ".join(spec.sources)
-    if not src.exists():
-        raise WeightsSourceError(f"{name} weights: source {src} not found; give the path to {expected}")
-    if src.is_dir():
-        raise WeightsSourceError(f"{name} weights: {src} is a folder, not a file; give the path to {expected}")
     try:
-        raw = src.read_bytes()
-    except OSError as err:
-        raise WeightsSourceError(f"{name} weights: cannot read {src} ({err.strerror or err}); "
-                                 "check its permissions") from None
+        raw = read_regular_file(src, limit=spec.max_bytes, what="weight files (MAX_WEIGHT_BYTES)")
+    except UnreadableFile as err:
+        raise WeightsSourceError(f"{name} weights: source {src} {err}; give the path to {expected}") from None
     if not raw:
         raise WeightsSourceError(f"{name} weights: {src.name} is empty; give {expected}")
     source_sha = _sha256_bytes(raw)
 
     dest = weights_dir() / spec.filename
     side = _read_sidecar(dest) if dest.is_file() else None
-    if (side and side.get("source_sha256") == source_sha
-            and side.get("converter_version") == spec.converter_version
-            and side.get("sha256") == _sha256_file(dest)):
-        return dest
+    if side and side.get("source_sha256") == source_sha and side.get("converter_version") == spec.converter_version:
+        try:
+            return verify_weights(name)
+        except WeightsUnusable:
+            pass                                   # damaged since: convert and store again
 
-    data = spec.converter(src, raw)
+    data = _convert(spec, src, raw)
     folder = writable_dir(dest.parent, hint=f"set {ENV_VAR} to a writable folder")
     dest = folder / spec.filename
     record = {
@@ -469,7 +587,7 @@ def import_weights(name: str, source_path: str | os.PathLike) -> Path:
         "source_file": src.name,
         "source_sha256": source_sha,
         "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "converter": f"bench.weights:{spec.converter.__name__}",
+        "converter": f"bench.weights:{spec.parse.__name__}",
         "converter_version": spec.converter_version,
     }
     _atomic_write_pair(dest, data, (json.dumps(record, indent=2) + "\n").encode())

@@ -14,7 +14,9 @@ from PIL import Image
 from bench.metrics import create_metric, get_metric
 from bench.metrics.base import PredInfo
 from bench.weights import ENV_VAR, import_weights, weight_path
+from datagen.errors import UserError
 from tests.conftest import REPO, shared_data, synthetic_photo
+from tests.test_weights import RunsCode, fake_libsvm, fake_npz, forge_sidecar
 
 CALIBRATION = ("I03", "I04", "I06", "I08", "I19")
 # pyiqa 0.1.16 with the official model files (NIQE: MATLAB pristine model; BRISQUE: LIVE allmodel)
@@ -106,6 +108,75 @@ def test_missing_weights_are_reported_not_fetched(offline_pyiqa, empty_weights, 
         score_image(name, rgb01())
     assert str(path) in str(info.value) and "\n" not in str(info.value)
     assert not empty_weights.exists()
+
+
+@pytest.mark.parametrize("sidecar", ["none", "stale", "forged"])
+def test_planted_pickle_never_runs(offline_pyiqa, empty_weights, tmp_path, sidecar):
+    """A brisque_svm_weights.pth put in the weights folder by hand (issue 8 #7) is never unpickled.
+
+    Without a sidecar, or with one that does not match, the metric is unavailable with a reason
+    saying to re-import; with a sidecar forged to match, loading (weights_only=True) refuses it.
+    """
+    import torch
+
+    canary = tmp_path / "canary-ran"                     # the planted file is a live exploit:
+    torch.save((RunsCode(canary), torch.zeros(3, 36)), tmp_path / "canary.pth")
+    torch.load(tmp_path / "canary.pth", weights_only=False)   # ...this is what pyiqa does with a path
+    assert canary.exists()
+
+    marker = tmp_path / "code-ran"
+    if sidecar == "stale":
+        import_weights("brisque", fake_libsvm(tmp_path / "allmodel"))
+    path = weight_path("brisque")
+    path.parent.mkdir(exist_ok=True)
+    torch.save((RunsCode(marker), torch.zeros(3, 36)), path)
+    if sidecar == "forged":
+        forge_sidecar(path)
+
+    metric = create_metric("brisque")
+    reason = metric.unavailable()
+    error = None
+    try:
+        metric.per_sample(rgb01(), None, PredInfo(provides="restored_image", units="image"))
+    except Exception as err:  # noqa: BLE001 - whatever today's code raises, the marker decides
+        error = err
+    assert not marker.exists(), "unpickling the planted weights file ran its code"
+    assert isinstance(error, UserError) and "\n" not in str(error), repr(error)
+    assert "re-import it: bench weights import brisque FILE" in str(error) and str(path) in str(error)
+    if sidecar == "forged":
+        assert reason is None and "weights unusable" in str(error)   # the digest matches; only loading refuses
+    else:
+        assert reason is not None and reason.startswith(f"unavailable (weights not verified: {path} "), reason
+        assert reason.endswith("re-import it: bench weights import brisque FILE)") and "\n" not in reason
+
+
+def test_hand_placed_niqe_file_is_not_used(offline_pyiqa, empty_weights, tmp_path):
+    """Only files stored by `bench weights import` (sha256 = sidecar) are used, even harmless ones."""
+    path = import_weights("niqe", fake_npz(tmp_path / "p.npz"))
+    assert create_metric("niqe").unavailable() is None
+    path.with_name(path.name + ".json").unlink()
+    reason = create_metric("niqe").unavailable()
+    assert reason == (f"unavailable (weights not verified: {path} has no sidecar {path.name}.json (only files "
+                      "stored by bench weights import are used); re-import it: bench weights import niqe FILE)")
+
+
+def test_imported_weights_reach_pyiqa_as_arrays(offline_pyiqa, empty_weights, tmp_path):
+    """pyiqa's nets hold exactly the imported numbers, and score offline (no real model files needed)."""
+    import torch
+
+    from bench.metrics.iqa import _pyiqa_metric, score_image
+    from bench.weights import load_weights
+
+    import_weights("brisque", fake_libsvm(tmp_path / "allmodel", n_sv=9))
+    import_weights("niqe", fake_npz(tmp_path / "p.npz"))
+    brisque, niqe = _pyiqa_metric("brisque", "cpu").net, _pyiqa_metric("niqe", "cpu").net
+    want = load_weights("brisque")
+    assert torch.equal(brisque.sv_coef, torch.from_numpy(want["sv_coef"])) and brisque.sv.shape == (9, 36)
+    assert torch.equal(niqe.cov_pris_param, torch.from_numpy(load_weights("niqe")["cov"]))
+    assert np.isfinite(score_image("brisque", rgb01())) and np.isfinite(score_image("niqe", rgb01()))
+
+    import_weights("brisque", fake_libsvm(tmp_path / "other", n_sv=4, seed=1))   # a re-import is picked up
+    assert _pyiqa_metric("brisque", "cpu").net.sv.shape == (4, 36)
 
 
 def test_bad_images(offline_pyiqa):

@@ -12,6 +12,7 @@ import scipy.io
 
 from bench import weights as W
 from datagen.errors import OutputError, UserError
+from datagen.safe_read import UnreadableFile, read_regular_file
 
 
 @pytest.fixture
@@ -72,6 +73,7 @@ def test_registry_and_status_when_absent(wdir):
         assert spec.name == name and name in spec.used_by and spec.sources and spec.description
         st = W.weight_status(name)
         assert st["present"] is False and st["sha256"] is None and st["source_sha256"] is None
+        assert st["state"] == "missing"
         assert st["path"] == str(wdir / spec.filename)
         assert {"name", "path", "present", "sha256", "source_sha256", "imported_at", "used_by", "description"} <= set(st)
     assert [r["name"] for r in W.list_weights()] == sorted(W.WEIGHTS)
@@ -93,7 +95,7 @@ def test_import_brisque_libsvm(wdir, tmp_path):
     src = fake_libsvm(tmp_path / "allmodel", n_sv=7)
     path = W.import_weights("brisque", src)
     assert path == wdir / "brisque_svm_weights.pth" and path.is_file()
-    coef, sv = torch.load(path, weights_only=False)           # exactly what pyiqa does
+    coef, sv = torch.load(path, weights_only=True)            # loads as plain tensors (no code)
     assert coef.shape == (7,) and sv.shape == (7, 36) and coef.dtype == torch.float64
     first = src.read_text().splitlines()[8].split()
     assert coef[0].item() == pytest.approx(float(first[0]))
@@ -104,6 +106,7 @@ def test_import_brisque_libsvm(wdir, tmp_path):
     assert side["source_file"] == "allmodel" and side["converter_version"] == 1 and side["imported_at"]
     st = W.weight_status("brisque")
     assert st["present"] and st["verified"] and st["sha256"] == sha(path) and st["source_sha256"] == sha(src)
+    assert st["state"] == "verified"
     assert leftovers(wdir) == ["brisque_svm_weights.pth", "brisque_svm_weights.pth.json"]
 
     # a converted .pth is accepted too and converts to the same bytes
@@ -341,3 +344,177 @@ def test_sidecar_is_json_with_versions(wdir, tmp_path):
     assert set(side) >= {"name", "file", "sha256", "source_file", "source_sha256", "imported_at",
                          "converter", "converter_version"}
     assert side["file"] == "niqe_modelparameters.mat" and side["converter"].startswith("bench.weights:")
+
+
+# ------------------------------------------------------------------------------------ only regular, bounded files
+
+def _limited_memory() -> None:          # a /dev/zero reader must die of MemoryError, not take the machine
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo"])
+def test_import_of_a_device_or_fifo_fails_in_one_line(wdir, tmp_path, kind):
+    """`bench weights import NAME /dev/zero` or a FIFO: exit 2 and one line, at once (no hang, no memory blow-up)."""
+    import subprocess
+
+    from tests.conftest import BIN
+
+    if kind == "fifo":
+        src = tmp_path / "model.fifo"
+        os.mkfifo(src)                  # nobody ever writes to it: a blocking open would wait forever
+    else:
+        src = Path("/dev/zero")
+    r = subprocess.run([str(BIN / "bench"), "weights", "import", "brisque", str(src)], check=False, timeout=60,
+                       capture_output=True, text=True, preexec_fn=_limited_memory,
+                       env=dict(os.environ, **{W.ENV_VAR: str(wdir)}))
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "is not a regular file" in r.stderr and str(src) in r.stderr, r.stderr
+    assert leftovers(wdir) == []
+
+
+def test_import_refuses_a_file_over_the_size_cap(wdir, tmp_path):
+    big = tmp_path / "huge.txt"
+    with open(big, "wb") as fh:         # sparse: costs no disk
+        fh.truncate(W.MAX_WEIGHT_BYTES + 1)
+    with pytest.raises(W.WeightsSourceError, match=f"larger than {W.MAX_WEIGHT_BYTES} bytes") as info:
+        W.import_weights("brisque", big)
+    assert "\n" not in str(info.value) and leftovers(wdir) == []
+    assert W.MAX_WEIGHT_BYTES >= 4 * 2**20          # generous for the real files (all under 1 MB)
+
+
+def test_read_regular_file_is_bounded(tmp_path):
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"x" * 3000)
+    assert read_regular_file(f, limit=3000) == b"x" * 3000
+    with pytest.raises(UnreadableFile, match="larger than 2999 bytes"):
+        read_regular_file(f, limit=2999)
+    with pytest.raises(UnreadableFile, match="is a folder"):
+        read_regular_file(tmp_path, limit=10)
+    with pytest.raises(UnreadableFile, match="not found"):
+        read_regular_file(tmp_path / "nope", limit=10)
+
+
+# ------------------------------------------------------------------------------------ only verified files are used
+
+def test_only_files_matching_their_sidecar_are_loaded(wdir, tmp_path):
+    src = fake_npz(tmp_path / "p.npz")
+    with pytest.raises(W.WeightsMissing, match="weights missing: .*run: bench weights import niqe FILE"):
+        W.load_weights("niqe")
+    path = W.import_weights("niqe", src)
+    arrays = W.load_weights("niqe")
+    with np.load(src) as npz:
+        np.testing.assert_array_equal(arrays["mu"], npz["mu_pris_param"].ravel())
+        np.testing.assert_array_equal(arrays["cov"], npz["cov_pris_param"])
+    assert arrays["mu"].dtype == np.float64 and arrays["mu"].shape == (36,)
+    assert W.verify_weights("niqe") == path
+
+    side = wdir / "niqe_modelparameters.mat.json"
+    side_text = side.read_text()
+    side.unlink()                                              # a file placed by hand: no sidecar
+    for call in (W.load_weights, W.verify_weights):
+        with pytest.raises(W.WeightsUnusable, match="not verified: .*has no sidecar niqe_modelparameters.mat.json"
+                                                    ".*re-import it: bench weights import niqe FILE") as info:
+            call("niqe")
+        assert "\n" not in str(info.value) and not isinstance(info.value, W.WeightsMissing)
+    side.write_text("{not json")
+    with pytest.raises(W.WeightsUnusable, match="unreadable sidecar"):
+        W.load_weights("niqe")
+
+    side.write_text(side_text)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1                                               # changed after import
+    path.write_bytes(bytes(data))
+    with pytest.raises(W.WeightsUnusable, match="does not match the sha256 in its sidecar"):
+        W.load_weights("niqe")
+    assert W.weight_status("niqe")["verified"] is False and W.weight_status("niqe")["state"] == "unverified"
+
+
+def test_a_fifo_planted_as_the_stored_file_does_not_hang(wdir):
+    import threading
+
+    wdir.mkdir()
+    os.mkfifo(wdir / "niqe_modelparameters.mat")
+    outcome: list = []
+
+    def check():
+        try:
+            W.load_weights("niqe")
+        except W.WeightsUnusable as err:
+            outcome.append(str(err))
+
+    t = threading.Thread(target=check, daemon=True)
+    t.start()
+    t.join(20)
+    assert outcome and "is not a regular file" in outcome[0], outcome
+    assert W.weight_status("niqe")["present"] is False
+
+
+def test_stored_brisque_is_loaded_without_unpickling_code(wdir, tmp_path):
+    """A .pth whose sidecar was forged to match still never runs code: it is read with weights_only=True."""
+    import torch
+
+    wdir.mkdir()
+    marker = tmp_path / "code-ran"
+    path = wdir / "brisque_svm_weights.pth"
+    torch.save((RunsCode(marker), torch.zeros(3, 36)), path)
+    forge_sidecar(path)
+    assert W.verify_weights("brisque") == path                 # the digest matches: only loading can refuse it
+    with pytest.raises(W.WeightsUnusable, match="weights unusable: .*re-import it: bench weights import brisque"):
+        W.load_weights("brisque")
+    assert not marker.exists()
+
+
+class RunsCode:
+    """Unpickling this creates the folder ``marker``: a harmless stand-in for a planted pickle's payload."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def forge_sidecar(path: Path) -> None:
+    """What someone who can write the weights folder can also do: a sidecar whose sha256 matches."""
+    (path.parent / (path.name + ".json")).write_text(json.dumps({"sha256": sha(path)}))
+
+
+# ------------------------------------------------------------------------------------ audit
+
+def _code_tokens(path: Path) -> list[str]:
+    """The code tokens of a Python file: no comments, no strings (so docstrings may name what they avoid)."""
+    import tokenize
+
+    skip = {tokenize.COMMENT, tokenize.STRING, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+            tokenize.ENCODING, tokenize.ENDMARKER}
+    skip |= {getattr(tokenize, n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END") if hasattr(tokenize, n)}
+    with open(path, "rb") as fh:
+        return [t.string for t in tokenize.tokenize(fh.readline) if t.type not in skip]
+
+
+#: token sequences of calls that can run code named by a file's (or a string's) content
+_CODE_RUNNERS = [
+    ("pickle", ".", "load"), ("pickle", ".", "loads"), ("pickle", ".", "Unpickler"),
+    ("weights_only", "=", "False"), ("allow_pickle", "=", "True"), ("shell", "=", "True"),
+    ("yaml", ".", "load"), ("yaml", ".", "unsafe_load"), ("yaml", ".", "full_load"),
+    ("os", ".", "system"), ("marshal", ".", "load"), ("marshal", ".", "loads"),
+    ("cloudpickle",), ("dill",), ("joblib",), ("eval", "("), ("exec", "("),
+]
+
+
+def test_no_loader_in_the_package_runs_code_from_files():
+    """The audit of issue 8, kept: package code never unpickles files, evals strings or runs a shell."""
+    from tests.conftest import REPO
+
+    found = []
+    for folder in ("datagen", "methods", "bench", "benchmarks", "scripts"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            toks = _code_tokens(path)
+            for pattern in _CODE_RUNNERS:
+                n = len(pattern)
+                found += [f"{path.relative_to(REPO)}: {' '.join(pattern)}" for i in range(len(toks) - n + 1)
+                          if tuple(toks[i:i + n]) == pattern
+                          and not (i and toks[i - 1] == ".")]   # a method such as module.eval(), not the builtin
+    assert not found, found

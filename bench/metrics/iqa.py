@@ -3,13 +3,17 @@
 pyiqa is imported lazily, inside the functions that score (``import pyiqa`` takes 5-7 s), and each
 pyiqa metric is created once per process and device (:func:`_pyiqa_metric`), on CPU by default.
 
-Offline by construction: left alone, pyiqa looks for its model files in
-``torch.hub.get_dir()/pyiqa`` (``$TORCH_HOME/hub/pyiqa``) and downloads a missing one from
-huggingface.co (``load_file_from_url``), which it does only when a metric is created without
-``pretrained_model_path``.  NIQE and BRISQUE always get the file :mod:`bench.weights` stored
-(``bench weights import niqe|brisque FILE``), PIQE needs none.  When a file is missing the metric
-says so (:meth:`Metric.unavailable`) and :func:`score_image` raises :class:`WeightsMissing`;
-nothing ever reaches for the network.
+Offline and safe by construction: left alone, pyiqa looks for its model files in
+``torch.hub.get_dir()/pyiqa`` and downloads a missing one from huggingface.co, which it does only
+when a metric is created without ``pretrained_model_path``; and it reads BRISQUE's file with
+``torch.load(weights_only=False)``, which runs any code a pickle names.  So pyiqa never sees a
+path: NIQE and BRISQUE get their arrays from :func:`bench.weights.load_weights` (the stored
+file only when its sha256 matches the sidecar ``bench weights import`` wrote, parsed with
+``weights_only=True`` / scipy), and :func:`_model_file` hands pyiqa's constructor an in-memory
+file that we serialize from those arrays.  PIQE needs no file.  A missing or unverified file
+makes the metric ``unavailable`` (:meth:`Metric.unavailable`, one line saying to import or
+re-import it) and :func:`score_image` raise :class:`~bench.weights.WeightsUnusable`; nothing
+ever reaches for the network.
 
 Input: the prediction (``enhanced_image`` / ``restored_image``), ``float32 (H, W, 3)`` RGB in
 [0, 1] (:mod:`methods.base`), clipped to [0, 1] and given to pyiqa unresized as a
@@ -24,6 +28,7 @@ published calibration values (94.645 / -0.108 / 1.077 / 5.142 / 66.839).
 from __future__ import annotations
 
 import importlib.util
+import io
 import math
 import threading
 from pathlib import Path
@@ -31,7 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from bench.weights import WEIGHTS, weight_path
+from bench.weights import (
+    WEIGHTS,
+    WeightsMissing,
+    WeightsUnusable,
+    load_weights,
+    stored_identity,
+    verify_weights,
+    weight_path,
+)
 from datagen.errors import UserError, unknown_name
 
 from .base import Metric, MetricResult, MetricSpec, PredInfo, mean_result
@@ -43,6 +56,7 @@ __all__ = [
     "PIQE",
     "ImageTooSmall",
     "WeightsMissing",
+    "WeightsUnusable",
     "missing_reason",
     "score_image",
 ]
@@ -68,10 +82,6 @@ IQA_METRICS: dict[str, tuple[str, str | None, int]] = {
 }
 
 
-class WeightsMissing(UserError):
-    """A metric's weight file has not been imported (``bench weights import NAME FILE``)."""
-
-
 class ImageTooSmall(UserError):
     """The image is smaller than the metric's blocks."""
 
@@ -82,9 +92,10 @@ def missing_reason(name: str) -> str | None:
         return "unavailable (pyiqa not installed; run: pip install pyiqa)"
     weight = _entry(name)[1]
     if weight is not None:
-        path = weight_path(weight)
-        if not path.is_file():
-            return f"unavailable (weights missing: {path}; run: bench weights import {weight} FILE)"
+        try:
+            verify_weights(weight)        # sha256 against the sidecar; imports neither torch nor pyiqa
+        except WeightsUnusable as err:
+            return f"unavailable ({err})"
     return None
 
 
@@ -110,23 +121,15 @@ def _pyiqa_metric(name: str, device: str):
 
 
 def _cached(name: str, device: str) -> tuple[Any, threading.Lock]:
-    """(metric, lock), created on first use; keyed by the weight file, so a re-imported file is picked up."""
+    """(metric, lock), created on first use; keyed by the weight file's identity, so a re-import is picked up."""
     pyiqa_name, weight, _ = _entry(name)
-    kwargs: dict[str, Any] = {}
     key: tuple = (name, str(device))
     if weight is not None:
-        path = weight_path(weight)
-        try:
-            stat = path.stat()
-        except OSError:
-            stat = None
-        if stat is None or not path.is_file():
-            raise WeightsMissing(f"{name}: weights missing: {path}; run: bench weights import {weight} FILE")
-        kwargs["pretrained_model_path"] = str(path)    # never let pyiqa look for (download) its own
-        key += (str(path), stat.st_mtime_ns, stat.st_size)
+        key += stored_identity(weight)
     with _LOCK:
         entry = _CACHE.get(key)
         if entry is None:
+            kwargs = {} if weight is None else {"pretrained_model_path": _model_file(weight)}
             import pyiqa
 
             metric = pyiqa.create_metric(pyiqa_name, device=device, **kwargs)
@@ -135,6 +138,18 @@ def _cached(name: str, device: str) -> tuple[Any, threading.Lock]:
                 del _CACHE[old]
             entry = _CACHE[key] = (metric, threading.Lock())
     return entry
+
+
+def _model_file(weight: str) -> io.BytesIO:
+    """The in-memory model file pyiqa's constructor reads, serialized by us from the verified arrays.
+
+    pyiqa reads it as it would its own file (``scipy.io.loadmat`` for NIQE, ``torch.load`` with
+    ``weights_only=False`` for BRISQUE), but the bytes are ``WEIGHTS[weight].dump`` of arrays that
+    :func:`load_weights` checked and parsed without running code: nothing of the file on disk but
+    its numbers reaches pyiqa, and with a file object pyiqa never looks for (downloads) its own.
+    Raises :class:`WeightsMissing` / :class:`WeightsUnusable` (one line).
+    """
+    return io.BytesIO(WEIGHTS[weight].dump(load_weights(weight)))
 
 
 def _check(image: np.ndarray, name: str) -> np.ndarray:
@@ -156,7 +171,9 @@ def _check(image: np.ndarray, name: str) -> np.ndarray:
 
 def _is_flat(image: np.ndarray) -> bool:
     """True when the 8-bit luma pyiqa works on is constant: NIQE / BRISQUE are undefined there."""
-    luma = np.rint((image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) * 255.0)
+    from methods.base import LUMA_BT601
+
+    luma = np.rint((image @ LUMA_BT601) * 255.0)
     return float(luma.max() - luma.min()) == 0.0
 
 
@@ -188,6 +205,7 @@ def score_image(name: str, image: np.ndarray, *, device: str = "cpu") -> float:
 
     Returns NaN for an image whose 8-bit luma is constant (the statistics are undefined there).
     Raises :class:`WeightsMissing` when the metric's weight file is not imported,
+    :class:`WeightsUnusable` when it is not verified against its sidecar or does not load,
     :class:`ImageTooSmall` below the metric's smallest size, ``ValueError`` for a malformed array
     (not float, not ``(H, W, 3)``, NaN, or values far outside [0, 1]); small overshoot is clipped.
     """
@@ -244,7 +262,7 @@ class NIQE(_PyIQAMetric):
         version=VERSION,
         threshold=0.05,
         conventions={
-            "implementation": "pyiqa.create_metric('niqe', pretrained_model_path=<weights>)",
+            "implementation": "pyiqa.create_metric('niqe') given the verified model as an in-memory file",
             "input": _INPUT,
             "channel": "Y of YIQ scaled to 0..255 and rounded (pyiqa test_y_channel=True, color_space='yiq')",
             "block_size": 96,
