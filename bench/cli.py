@@ -193,13 +193,25 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare_runs, format_table, has_regression, rows_to_json
+    from .compare import (
+        compare_runs,
+        format_table,
+        has_regression,
+        nothing_comparable,
+        rows_to_json,
+    )
     rows = compare_runs(args.base, args.current)
     if args.json:
         _print_json(rows_to_json(rows))
     else:
         print(format_table(rows))
-    return EXIT_REGRESSION if has_regression(rows) else EXIT_OK
+    if has_regression(rows):
+        return EXIT_REGRESSION
+    nothing = nothing_comparable(rows)
+    if nothing:
+        print(f"bench: {nothing}", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_OK
 
 
 def cmd_nightly(args) -> int:
@@ -273,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out")
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("compare", help="compare two runs; exit 1 on regression")
+    s = sub.add_parser("compare", help="compare two runs; exit 1 on regression, 4 when nothing is comparable")
     s.add_argument("base")
     s.add_argument("current")
     s.add_argument("--json", action="store_true")

@@ -47,7 +47,7 @@ from datagen.errors import UserError
 from .store import load_run
 
 __all__ = ["MARKS", "MARK_SYMBOLS", "MIN_PAIRS", "CompareRow", "compare_runs", "format_table", "has_regression",
-           "paired_bootstrap", "rows_to_json"]
+           "nothing_comparable", "paired_bootstrap", "rows_to_json"]
 
 #: asv-style one-character symbols for each mark.
 MARK_SYMBOLS: dict[str, str] = {
@@ -62,6 +62,8 @@ MARK_SYMBOLS: dict[str, str] = {
 }
 MARKS = tuple(MARK_SYMBOLS)
 REGRESSION_MARKS = ("worse", "newly failing")
+#: Marks of rows that were actually compared (both runs have the row, with comparable configurations).
+COMPARED_MARKS = ("worse", "better", "unchanged", "newly failing", "fixed")
 #: fewest paired per-sample values for the bootstrap; below it the threshold rule decides.
 MIN_PAIRS = 2
 
@@ -371,6 +373,18 @@ def _compare_one(key, b: dict | None, c: dict | None, bmeta: dict, cmeta: dict, 
 def has_regression(rows: list[CompareRow]) -> bool:
     """``True`` when any row is ``worse`` or ``newly failing``."""
     return any(r.mark in REGRESSION_MARKS for r in rows)
+
+
+def nothing_comparable(rows: list[CompareRow]) -> str | None:
+    """``None`` when at least one row was compared; otherwise one line saying why nothing was
+    (``bench compare`` then exits 4, nothing ran)."""
+    if any(r.mark in COMPARED_MARKS for r in rows):
+        return None
+    shared = sum(r.mark == "not comparable" for r in rows)
+    if shared:
+        return (f"nothing comparable: the {shared} result(s) both runs have differ in dataset, method or metric "
+                "configuration (see the reasons)")
+    return "nothing comparable: the two runs share no (method, dataset, metric) result"
 
 
 def _cell(x: float | None, *, signed: bool = False) -> str:

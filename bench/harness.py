@@ -11,11 +11,16 @@ Execute
     recorded with its traceback (stage ``load``, ``predict`` or ``score``) and the run goes on
     (``--keep-going``, default) or stops (``--fail-fast``).  Local runs use a
     :func:`datagen.runner.connect` cluster of single-threaded worker processes, one per core;
-    ``scheduler=`` runs on an existing cluster.
+    ``scheduler=`` runs on an existing cluster.  Each finished task's result is saved as data
+    in the work folder (:meth:`RunWriter.save_result`); a rerun reuses the results whose
+    structure fits its task and recomputes the others.
 Reduce and store
     The driver reduces states per (method, dataset, metric) (:meth:`Metric.reduce`) and
-    writes the run directory (:mod:`bench.store`).  A pair with any failed sample is reported
-    as ``failed`` (never a mean over the survivors).
+    writes the run directory (:mod:`bench.store`) while holding the lock of ``--out``
+    (:func:`datagen.lock.output_lock`).  A pair with any failed sample, or whose reduction
+    fails, is reported as ``failed`` (never a mean over the survivors).  The report is written
+    before the run directory takes its final name; when it fails, ``run.json`` says so
+    (``report: failed: ...``, status ``partial``) and the exit code is not 0.
 """
 from __future__ import annotations
 
@@ -39,15 +44,24 @@ from datagen.errors import UserError, describe_validation_error, unknown_name
 
 from . import datasets as ds_mod
 from .metrics import PredInfo, create_metric, get_metric
-from .store import FORMAT, FORMAT_VERSION, RunWriter, git_info, machine_info, new_run_id
+from .store import (
+    FORMAT,
+    FORMAT_VERSION,
+    TIMING_COLUMNS,
+    RunWriter,
+    git_info,
+    machine_info,
+    new_run_id,
+    preview_name,
+)
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
-#: Which method outputs each dataset task scores.
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during ``bench run``; ``str()`` says where the finished tasks are and how to resume."""
 
 
+#: Which method outputs each dataset task scores.
 FITS = {"detection": ("blur_map",), "defocus_map": ("blur_map",), "patch_blur": ("blur_map",),
         "enhancement": ("enhanced_image", "restored_image"), "restoration": ("restored_image",)}
 #: Metrics run by default on each task.
@@ -67,20 +81,20 @@ _VERSIONED = ("defocus-bench", "numpy", "scipy", "opencv-python", "scikit-image"
 
 def select_methods(spec: str) -> list[str]:
     """Method names for ``--methods`` (all / names / globs); one-line :class:`UserError` otherwise."""
-    from methods.registry import _REGISTRY
+    from methods.registry import select_methods as select
     try:
-        return _REGISTRY.select(spec, option="--methods")
+        return select(spec, option="--methods")
     except KeyError as err:
         raise UserError(f"{err.args[0]}; see bench list methods") from None
 
 
 def select_metrics(spec: str | None) -> list[str] | None:
     """Metric names for ``--metrics``; ``None`` = each dataset task's defaults."""
-    from .metrics import _REGISTRY
+    from .metrics import select_metrics as select
     if not spec or spec == "all":
         return None
     try:
-        return _REGISTRY.select(spec, option="--metrics")
+        return select(spec, option="--metrics")
     except KeyError as err:
         raise UserError(f"{err.args[0]}; see bench list metrics") from None
 
@@ -259,8 +273,16 @@ def metric_spec_dict(name: str) -> dict:
 def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str | None = None, profile: str = "quick",
         roots: dict[str, str] | None = None, out: str | os.PathLike | None = None, device: str = "cpu",
         fail_fast: bool = False, scheduler: str | None = None, workers: int | None = None, report: bool = True,
-        params: dict[str, dict] | None = None, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> tuple[Path, int]:
-    """Run the benchmark; returns ``(run directory, exit code)``.  Raises :class:`UserError` for bad input."""
+        baseline: str | os.PathLike | None = None, params: dict[str, dict] | None = None,
+        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> tuple[Path, int]:
+    """Run the benchmark; returns ``(run directory, exit code)``.  Raises :class:`UserError` for bad input
+    (also when ``out`` is in use by another run, or holds anything this tool did not write).
+
+    ``baseline``: a run directory whose comparison the report includes (``bench nightly``).
+    """
+    from datagen.errors import writable_dir
+    from datagen.lock import output_lock
+    from datagen.runner import check_workers
     from methods import get_method
 
     t0 = time.perf_counter()
@@ -272,6 +294,7 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
         import torch
         if not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA device is visible here; use --device cpu")
+    n_workers = check_workers(workers)
     method_names = select_methods(methods)
     metric_names = select_metrics(metrics)
     roots = dict(roots or {})
@@ -306,37 +329,54 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
             "datasets": {n: {"dataset_id": d.dataset_id, "version": d.VERSION, "task": d.TASK, "n": len(d.keys()),
                              "description": getattr(d, "description", d.DESCRIPTION)} for n, d in opened.items()},
             "metrics": {m: metric_spec_dict(m) for m in used_metrics}}
-    writer = RunWriter(out, meta)
-    for p in pairs:
-        for m, why in p.na.items():
-            _summary_row(writer, p.method, p.dataset, m, "n/a", why)
-        for m, why in p.unavailable.items():
-            _summary_row(writer, p.method, p.dataset, m, "unavailable", why)
-    runnable = [p for p in pairs if not p.reason]
-    jobs = []
-    n_workers = workers or len(os.sched_getaffinity(0))
-    for p in runnable:
-        dset = opened[p.dataset]
-        keys = dset.keys()
-        for chunk in _chunks(keys, n_workers):
-            jobs.append(Job(p.method, method_info[p.method]["params"], device, dset, p.dataset, chunk, p.metrics,
-                            [k for k in chunk if k in keys[:PREVIEWS_PER_DATASET]], p.info))
-    if not jobs:
-        log("nothing to run: no method fits the selected datasets")
-        path = writer.finish(status="nothing ran", exit_code=EXIT_NOTHING, seconds=time.perf_counter() - t0)
-        return path, EXIT_NOTHING
-    log(f"bench run {run_id}: {len(method_names)} method(s) x {len(opened)} dataset(s), {len(jobs)} task(s) -> {out}")
-    try:
-        results = _execute(jobs, writer, scheduler=scheduler, workers=n_workers, fail_fast=fail_fast, log=log)
-    except KeyboardInterrupt:
-        raise RunInterrupted(f"finished tasks are kept in {writer.work}; rerun with --out {out} to resume") from None
-    exit_code = _reduce(writer, runnable, opened, results)
-    status = "complete" if exit_code == EXIT_OK else "partial"
-    path = writer.finish(status=status, exit_code=exit_code, seconds=time.perf_counter() - t0)
+    writable_dir(out.absolute().parent, hint="choose another --out")   # the lock file lives beside --out
+    with output_lock(out):
+        writer = RunWriter(out, meta)
+        for p in pairs:
+            for m, why in p.na.items():
+                _summary_row(writer, p.method, p.dataset, m, "n/a", why)
+            for m, why in p.unavailable.items():
+                _summary_row(writer, p.method, p.dataset, m, "unavailable", why)
+        runnable = [p for p in pairs if not p.reason]
+        jobs = []
+        for p in runnable:
+            dset = opened[p.dataset]
+            keys = dset.keys()
+            for chunk in _chunks(keys, n_workers):
+                jobs.append(Job(p.method, method_info[p.method]["params"], device, dset, p.dataset, chunk, p.metrics,
+                                [k for k in chunk if k in keys[:PREVIEWS_PER_DATASET]], p.info))
+        if not jobs:
+            log("nothing to run: no method fits the selected datasets")
+            exit_code = EXIT_NOTHING
+        else:
+            header = f"bench run {run_id}: {len(method_names)} method(s) x {len(opened)} dataset(s), {len(jobs)} task(s) -> {out}"
+            try:
+                results = _execute(jobs, writer, scheduler=scheduler, workers=n_workers, fail_fast=fail_fast, log=log,
+                                   header=header)
+            except KeyboardInterrupt:
+                kept = f"finished tasks are kept in {writer.work}; " if writer.work.is_dir() else ""
+                raise RunInterrupted(f"{kept}rerun with --out {out} to resume") from None
+            exit_code = _reduce(writer, runnable, opened, results)
+        return _store(writer, exit_code, report=report, baseline=baseline, t0=t0, log=log)
+
+
+def _store(writer: RunWriter, exit_code: int, *, report: bool, baseline, t0: float, log) -> tuple[Path, int]:
+    """Write the run and its report into the work folder, then give it its final name."""
+    status = {EXIT_OK: "complete", EXIT_NOTHING: "nothing ran"}.get(exit_code, "partial")
+    writer.finish(status=status, exit_code=exit_code, seconds=time.perf_counter() - t0,
+                  report="written" if report else "not requested")
     if report:
         from .report import write_report
-        write_report(path)
-    log(f"{status}: {path} ({time.perf_counter() - t0:.1f} s)")
+        try:
+            write_report(writer.work, baseline=baseline)
+        except Exception as err:  # noqa: BLE001 - the results stand without their report; run.json says so
+            problem = _one_line(err)
+            exit_code = exit_code or EXIT_PARTIAL
+            writer.amend(status="partial" if status == "complete" else status, exit_code=exit_code,
+                         report=f"failed: {problem}")
+            log(f"report failed: {problem}; the results are stored, see bench report {writer.out}")
+    path = writer.publish()
+    log(f"{writer.meta['status']}: {path} ({time.perf_counter() - t0:.1f} s)")
     return path, exit_code
 
 
@@ -359,7 +399,9 @@ def job_key(job: Job) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _execute(jobs: list[Job], writer: RunWriter, *, scheduler, workers, fail_fast, log) -> list[dict]:
+def _execute(jobs: list[Job], writer: RunWriter, *, scheduler, workers, fail_fast, log, header: str) -> list[dict]:
+    """Run the tasks not saved by an interrupted run; ``header`` is logged once the cluster is there
+    (so that a bad ``--scheduler`` is the only line on stderr)."""
     from distributed import as_completed
 
     from datagen.runner import connect
@@ -368,20 +410,27 @@ def _execute(jobs: list[Job], writer: RunWriter, *, scheduler, workers, fail_fas
     results, todo = [], []
     for key, job in zip(keys, jobs):
         cached = writer.cached_result(key)
-        if cached is not None and not cached["failures"]:
+        why = None if cached is None else _result_problem(cached, job)
+        if cached is not None and not why:
             results.append(cached)
-        else:
-            todo.append((key, job))
+            continue
+        if why and why != _HAD_FAILURES:
+            log(f"note: ignoring the saved result of task {key} ({why}); computing it again")
+        todo.append((key, job))
+    client, cluster = connect(scheduler, workers) if todo else (None, None)
+    log(header)
     if results:
         log(f"resuming: {len(results)} of {len(jobs)} tasks already done by the interrupted run")
     if not todo:
         return results
-    client, cluster = connect(scheduler, workers)
     try:
         futures = {client.submit(run_job, j, pure=False): k for k, j in todo}
         for done, fut in enumerate(as_completed(list(futures), loop=client.loop), start=1):
             res = fut.result()
-            writer.save_result(futures[fut], res)
+            try:
+                writer.save_result(futures[fut], res)
+            except TypeError as err:   # a plug-in's metric state that is not data: the run goes on, unsaved
+                log(f"note: the result of task {futures[fut]} cannot be saved for resuming ({err})")
             results.append(res)
             if done == len(todo) or done % max(1, len(todo) // 10) == 0:
                 log(f"  {done}/{len(todo)} tasks")
@@ -398,6 +447,47 @@ def _execute(jobs: list[Job], writer: RunWriter, *, scheduler, workers, fail_fas
     return results
 
 
+_RESULT_KEYS = {"method", "dataset", "keys", "states", "timings", "failures", "previews"}
+_PREVIEW_KINDS = {"input", "target", "output"}
+_HAD_FAILURES = "it recorded failures"
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _result_problem(res, job: Job) -> str | None:
+    """Why a saved task result cannot stand for ``job`` (``None``: it can).  Only a result without
+    failures whose every part has the structure :func:`run_job` gives is reused."""
+    if not isinstance(res, dict) or set(res) != _RESULT_KEYS:
+        return "not a task result"
+    if (res["method"], res["dataset"], res["keys"]) != (job.method, job.dataset_name, list(job.keys)):
+        return "it belongs to another task"
+    if not isinstance(res["failures"], list):
+        return "malformed failures"
+    if res["failures"]:
+        return _HAD_FAILURES
+    keys, states = set(job.keys), res["states"]
+    if not (isinstance(states, dict) and set(states) == set(job.metrics)
+            and all(isinstance(s, dict) and set(s) == keys and all(isinstance(v, dict) for v in s.values())
+                    for s in states.values())):
+        return "its metric states do not match the task"
+    timings = res["timings"]
+    if not (isinstance(timings, list) and len(timings) == len(keys)
+            and all(isinstance(t, dict) and set(t) == set(TIMING_COLUMNS) and isinstance(t["key"], str)
+                    and t["key"] in keys and t["method"] == job.method and t["dataset"] == job.dataset_name
+                    and _is_number(t["seconds"]) and _is_number(t["megapixels"]) for t in timings)
+            and {t["key"] for t in timings} == keys):
+        return "its timings do not match the task"
+    previews = res["previews"]
+    if not (isinstance(previews, dict) and set(previews) == set(job.preview_keys)
+            and all(isinstance(v, dict) and set(v) == _PREVIEW_KINDS and isinstance(v["output"], bytes)
+                    and all(v[k] is None or isinstance(v[k], bytes) for k in ("input", "target"))
+                    for v in previews.values())):
+        return "its previews do not match the task"
+    return None
+
+
 def _reduce(writer: RunWriter, pairs: list[Pair], opened: dict, results: list[dict]) -> int:
     """Reduce per-sample states into summary/sample/curve rows; write previews; return the exit code."""
     states: dict[tuple[str, str, str], dict] = {}
@@ -411,16 +501,14 @@ def _reduce(writer: RunWriter, pairs: list[Pair], opened: dict, results: list[di
         for metric, per_key in res["states"].items():
             states.setdefault((m, d, metric), {}).update(per_key)
         for key, png in res["previews"].items():
-            folder = writer.previews / d
-            folder.mkdir(parents=True, exist_ok=True)
             entry = index.setdefault((d, key), {"dataset": d, "key": key, "input": None, "target": None, "methods": {}})
             for kind in ("input", "target"):
                 if png[kind] is not None and entry[kind] is None:
-                    (folder / f"{key}__{kind}.png").write_bytes(png[kind])
-                    entry[kind] = f"{d}/{key}__{kind}.png"
-            (folder / f"{key}__{m}.png").write_bytes(png["output"])
-            entry["methods"][m] = f"{d}/{key}__{m}.png"
-    (writer.previews / "index.json").write_text(json.dumps([index[k] for k in sorted(index)], indent=1))
+                    entry[kind] = preview_name(d, key, kind)
+                    writer.files[f"previews/{entry[kind]}"] = png[kind]
+            entry["methods"][m] = preview_name(d, key, f"method-{m}")
+            writer.files[f"previews/{entry['methods'][m]}"] = png["output"]
+    writer.files["previews/index.json"] = json.dumps([index[k] for k in sorted(index)], indent=1).encode()
     for p in pairs:
         n_total = len(opened[p.dataset].keys())
         fails = failures.get((p.method, p.dataset), [])
@@ -433,11 +521,17 @@ def _reduce(writer: RunWriter, pairs: list[Pair], opened: dict, results: list[di
                 _summary_row(writer, p.method, p.dataset, metric, "failed",
                              f"{n_total - len(st)} of {n_total} samples failed: {why}")
                 continue
-            result = get_metric(metric)().reduce(st)
-            _summary_row(writer, p.method, p.dataset, metric, "ok", value=float(result.value), n=len(st),
-                         extras=result.extras)
-            writer.samples.extend({"method": p.method, "dataset": p.dataset, "metric": metric, "key": k, "value": float(v)}
-                                  for k, v in sorted(result.per_sample.items()))
+            try:
+                result = get_metric(metric)().reduce(st)
+                value, per_sample = float(result.value), {k: float(v) for k, v in sorted(result.per_sample.items())}
+            except Exception as err:  # noqa: BLE001 - a failing reduction is data for the report, like a failing predict
+                writer.failures.append({"method": p.method, "dataset": p.dataset, "key": None, "stage": "reduce",
+                                        "error": _one_line(err), "traceback": traceback.format_exc()})
+                _summary_row(writer, p.method, p.dataset, metric, "failed", f"{metric} reduce failed: {_one_line(err)}")
+                continue
+            _summary_row(writer, p.method, p.dataset, metric, "ok", value=value, n=len(st), extras=result.extras)
+            writer.samples.extend({"method": p.method, "dataset": p.dataset, "metric": metric, "key": k, "value": v}
+                                  for k, v in per_sample.items())
             for curve, series in result.curves.items():
                 if not {"precision", "recall"} <= set(series):
                     continue  # curves.parquet holds precision/recall curves; others stay in the metric's extras

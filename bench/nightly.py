@@ -10,8 +10,9 @@ Config (YAML, default ``nightly.yaml`` at the repository root)::
     baseline: reports/baselines/quick   # a committed run directory
     out: reports/nightly/latest         # replaced every night
 
-Exit code: 1 when the comparison finds a regression (worse or newly failing), else the run's
-own code (0 ok, 3 partial failure, 4 nothing ran).  Relative paths are relative to the config.
+Exit code: 1 when the comparison finds a regression (worse or newly failing), 4 when the run
+and the baseline share nothing comparable, else the run's own code (0 ok, 3 partial failure or
+no report, 4 nothing ran).  Relative paths are relative to the config.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from datagen.errors import UserError, describe_validation_error
 
-from .harness import EXIT_OK, EXIT_REGRESSION, parse_roots, run
+from .harness import EXIT_NOTHING, EXIT_REGRESSION, parse_roots, run
 
 
 class NightlyConfig(BaseModel):
@@ -55,8 +56,7 @@ def load_config(path: str | Path) -> tuple[NightlyConfig, Path]:
 
 
 def nightly(config_path: str | Path, *, log=lambda m: print(m, file=sys.stderr)) -> int:
-    from .compare import compare_runs, format_table, has_regression
-    from .report import write_report
+    from .compare import compare_runs, format_table, has_regression, nothing_comparable
     from .store import load_run
 
     cfg, base_dir = load_config(config_path)
@@ -65,12 +65,16 @@ def nightly(config_path: str | Path, *, log=lambda m: print(m, file=sys.stderr))
     out = (base_dir / cfg.out).resolve()
     roots = {k: str((base_dir / v).resolve()) for k, v in parse_roots(cfg.roots).items()}
     run_dir, code = run(methods=cfg.methods, datasets=cfg.datasets, metrics=cfg.metrics, profile=cfg.profile,
-                        roots=roots, out=out, device=cfg.device, report=False, log=log)
+                        roots=roots, out=out, device=cfg.device, baseline=baseline, log=log)
     rows = compare_runs(baseline, run_dir)
     print(format_table(rows))
-    report = write_report(run_dir, baseline=baseline)
-    log(f"report: {report}")
+    if (run_dir / "report.html").is_file():
+        log(f"report: {run_dir / 'report.html'}")
     if has_regression(rows):
         log("nightly: REGRESSION against the baseline")
         return EXIT_REGRESSION
-    return code if code != EXIT_OK else EXIT_OK
+    nothing = nothing_comparable(rows)
+    if nothing:
+        log(f"nightly: {nothing}")
+        return EXIT_NOTHING
+    return code

@@ -7,7 +7,8 @@
 The page needs no network and no JavaScript: CSS is inline, plots are inline SVG (matplotlib's SVG
 backend through the object-oriented ``Figure`` API, so no pyplot/global backend state is touched),
 preview thumbnails are ``data:`` URIs. Every string that comes from the run is passed through
-``html.escape``; references (URLs) from method metadata are shown as text, never as links.
+``html.escape``; references (URLs) from method metadata are shown as text, never as links; plot
+labels are plain text (matplotlib's mathtext is off, so a ``$`` in a name is just a ``$``).
 
 Run-directory layout (written by the runner): ``run.json``, ``summary.parquet``,
 ``samples.parquet``, ``curves.parquet``, ``timings.parquet``, optional ``failures.jsonl`` and
@@ -17,6 +18,7 @@ reported as a warning at the top of the page instead of failing the whole report
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -30,8 +32,9 @@ from typing import Any
 import pandas as pd
 
 from datagen.atomic import atomic_write_bytes
+from datagen.errors import OutputError, writable_dir
 
-from .store import load_run
+from .store import Run, load_run
 
 __all__ = ["render_report", "write_report"]
 
@@ -194,20 +197,19 @@ def _table(head: list[str], rows: list[str], cls: str = "") -> str:
 # loading
 
 
-class _Run:
-    """A run read leniently (:func:`bench.store.load_run`) plus what the sections derive from it."""
+@dataclasses.dataclass
+class _Run(Run):
+    """A :class:`bench.store.Run` read leniently, plus what the sections derive from it."""
 
-    def __init__(self, run_dir: Path):
+    @classmethod
+    def load(cls, run_dir: Path) -> _Run:
         run = load_run(run_dir, lenient=True)
-        self.dir = run.dir
-        self.warnings: list[str] = list(run.warnings)
-        self.info = run.meta
-        self.summary, self.curves, self.timings = run.summary, run.curves, run.timings
-        self.failures, self.previews = run.failures, run.previews
+        return cls(**{f.name: getattr(run, f.name) for f in dataclasses.fields(Run)})
 
-        self.methods_meta: dict = self.info.get("methods") or {}
-        self.datasets_meta: dict = self.info.get("datasets") or {}
-        self.metrics_meta: dict = self.info.get("metrics") or {}
+    def __post_init__(self):
+        self.methods_meta: dict = self.meta.get("methods") or {}
+        self.datasets_meta: dict = self.meta.get("datasets") or {}
+        self.metrics_meta: dict = self.meta.get("metrics") or {}
         seen_methods = [*self.summary["method"], *self.curves["method"], *self.timings["method"],
                         *(f.get("method") for f in self.failures)]
         seen_datasets = [*self.summary["dataset"], *self.curves["dataset"], *self.timings["dataset"],
@@ -285,7 +287,7 @@ def _figure(width: float = 6.0, height: float = 4.2):
 def _plot_context():
     import matplotlib
 
-    return matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "defocusbench",
+    return matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "defocusbench", "text.parse_math": False,
                                   "font.size": 10, "axes.grid": True, "grid.alpha": 0.3})
 
 
@@ -362,7 +364,7 @@ def _mae_plot(run: _Run, metric: str, rows: pd.DataFrame) -> str | None:
 
 
 def _header(run: _Run) -> str:
-    info = run.info
+    info = run.meta
     git = info.get("git") or {}
     machine = info.get("machine") or {}
     sha = git.get("sha")
@@ -661,11 +663,11 @@ def _comparison_section(run: _Run, baseline: Path) -> str:
     except (OSError, ValueError, AttributeError):
         pass
     order = {m: i for i, m in enumerate(MARK_ORDER)}
-    rows.sort(key=lambda r: order.get(getattr(r, "mark", ""), len(order)))
-    counts = Counter(str(getattr(r, "mark", "")) for r in rows)
+    rows.sort(key=lambda r: order.get(r.mark, len(order)))
+    counts = Counter(r.mark for r in rows)
     parts = ['<section id="comparison"><h2>Comparison with baseline</h2>',
              f'<p class="note">Baseline <code>{_e(base_id)}</code> → current '
-             f'<code>{_e(run.info.get("run_id", run.dir.name))}</code>. '
+             f'<code>{_e(run.meta.get("run_id", run.dir.name))}</code>. '
              + _e(", ".join(f"{counts[m]} {m}" for m in [*MARK_ORDER, *sorted(set(counts) - set(MARK_ORDER))]
                             if counts.get(m))) + "</p>"]
     if not rows:
@@ -679,9 +681,7 @@ def _comparison_section(run: _Run, baseline: Path) -> str:
            ["<th>mark</th>", "<th>reason</th>"]
     body = []
     for r in rows:
-        mark = str(getattr(r, "mark", "") or "")
-        unit = getattr(r, "unit", "") or ""
-        lo, hi = getattr(r, "ci_low", None), getattr(r, "ci_high", None)
+        mark, unit, lo, hi = r.mark, r.unit, r.ci_low, r.ci_high
         ci = f"[{_fmt_signed(lo)}, {_fmt_signed(hi)}]" if _isnum(lo) or _isnum(hi) else "—"
         body.append(
             f'<tr class="mark-{_slug(mark)}" data-mark="{_e(mark)}">'
@@ -690,7 +690,7 @@ def _comparison_section(run: _Run, baseline: Path) -> str:
             f'<td class="num">{_with_unit(_fmt(r.base), unit)}</td>'
             f'<td class="num">{_with_unit(_fmt(r.current), unit)}</td>'
             f'<td class="num">{_with_unit(_fmt_signed(r.delta), unit)}</td><td class="num">{_e(ci)}</td>'
-            f"<td>{_e(mark)}</td><td>{_e(getattr(r, 'reason', '') or '')}</td></tr>")
+            f"<td>{_e(mark)}</td><td>{_e(r.reason)}</td></tr>")
     parts.append(_table(head, body, "comparison"))
     parts.append("</section>")
     return "".join(parts)
@@ -726,7 +726,7 @@ def _methods_section(run: _Run) -> str:
 
 
 def _footer(run: _Run) -> str:
-    versions = run.info.get("versions") or {}
+    versions = run.meta.get("versions") or {}
     parts = ['<footer id="footer"><h2>Versions and metric conventions</h2>']
     if versions:
         rows = [f"<tr><td>{_e(k)}</td><td><code>{_e(v)}</code></td></tr>" for k, v in sorted(versions.items())]
@@ -754,9 +754,9 @@ def _footer(run: _Run) -> str:
                 f"<td>{_e(listish(meta.get('needs')))}</td>", f"<td>{_e(listish(meta.get('accepts')))}</td>",
                 f"<td>{conv_html}</td>", f"<td>{_e(meta.get('description', ''))}</td>"]) + "</tr>")
         parts.append(_table(head, rows))
-    fmt = run.info.get("format", "?")
-    parts.append(f'<p class="note">Generated by bench.report from <code>{_e(run.dir.name)}</code> '
-                 f'(format {_e(fmt)} v{_e(run.info.get("format_version", "?"))}).</p></footer>')
+    fmt = run.meta.get("format", "?")
+    parts.append(f'<p class="note">Generated by bench.report from run <code>{_e(run.meta.get("run_id", run.dir.name))}</code> '
+                 f'(format {_e(fmt)} v{_e(run.meta.get("format_version", "?"))}).</p></footer>')
     return "".join(parts)
 
 
@@ -777,7 +777,7 @@ def render_report(run_dir, *, baseline=None) -> str:
         baseline = Path(baseline)
         if not baseline.is_dir():
             raise FileNotFoundError(f"baseline run directory not found: {baseline}")
-    run = _Run(run_dir)
+    run = _Run.load(run_dir)
     sections = [("leaderboards", "Leaderboards"), ("pr-curves", "PR curves"), ("mae", "MAE"),
                 ("galleries", "Galleries"), ("timings", "Timings"), ("failures", "Failures")]
     if baseline is not None:
@@ -788,7 +788,7 @@ def render_report(run_dir, *, baseline=None) -> str:
     if baseline is not None:
         body.append(_comparison_section(run, baseline))
     body += [_methods_section(run), _footer(run)]
-    title = f"DefocusBench report — {run.info.get('run_id', run_dir.name)}"
+    title = f"DefocusBench report — {run.meta.get('run_id', run_dir.name)}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n"
@@ -798,11 +798,17 @@ def render_report(run_dir, *, baseline=None) -> str:
 def write_report(run_dir, *, baseline=None, out=None) -> Path:
     """Write the report atomically (temp file in the same folder, then ``os.replace``); return its path.
 
-    ``out`` defaults to ``run_dir / "report.html"``.
+    ``out`` defaults to ``run_dir / "report.html"``.  An ``out`` that is a folder, lies under a
+    file, or cannot be written is a one-line :class:`~datagen.errors.OutputError`.
     """
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report.html"
+    if out.is_dir():
+        raise OutputError(f"report --out {out} is a folder; give a file name, e.g. {out / 'report.html'}")
     text = render_report(run_dir, baseline=baseline)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, text.encode("utf-8"))
+    writable_dir(out.parent, hint="choose another --out for the report")
+    try:
+        atomic_write_bytes(out, text.encode("utf-8"))
+    except OSError as err:
+        raise OutputError(f"cannot write report {out} ({err.strerror or err}); choose another --out") from None
     return out

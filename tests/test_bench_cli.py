@@ -61,7 +61,7 @@ def test_ctrl_c_exits_130_and_leaves_nothing_complete(tmp_path):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     jobs = out.with_name("run.incomplete") / "jobs"
     deadline = time.time() + 180
-    while not list(jobs.glob("*.pkl")) and time.time() < deadline and proc.poll() is None:
+    while not list(jobs.glob("*.json")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)   # interrupt once a first task has finished and others are in flight
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)

@@ -190,6 +190,34 @@ def test_new_and_missing(tmp_path):
     assert not has_regression(list(rows.values()))
 
 
+NOTHING = "bench: nothing comparable: the two runs share no (method, dataset, metric) result"
+
+
+def test_unrelated_runs_are_nothing_comparable_exit_4(tmp_path):
+    """Two runs without a common row compared nothing: exit 4 (nothing ran), never 0."""
+    from .conftest import run_bench
+
+    vals = base_values()
+    a = write_run(tmp_path / "a", {ZR: vals[ZR]})
+    b = write_run(tmp_path / "b", {ZP: vals[ZP], NR: vals[NR]})
+    for args in ((a, b), (a, b, "--json")):
+        r = run_bench("compare", *args)
+        assert r.returncode == 4, r.stdout + r.stderr
+        assert r.stderr.strip().splitlines() == [NOTHING]
+    # rows in common whose configuration changed are "not comparable": nothing was compared either
+    meta = copy.deepcopy(META)
+    meta["datasets"]["rtf"]["dataset_id"] = "rtf-other"
+    c = write_run(tmp_path / "c", {ZR: vals[ZR]}, meta=meta)
+    assert run_bench("compare", a, c).returncode == 4
+    # a regression still wins
+    assert run_bench("compare", a, write_run(tmp_path / "e", {ZR: vals[ZR] + 1.0})).returncode == 1
+
+    from bench.compare import nothing_comparable
+    assert {r.mark for r in compare_runs(a, b)} == {"new", "missing"} and nothing_comparable(compare_runs(a, b))
+    assert "differ in dataset, method or metric" in nothing_comparable(compare_runs(a, c))
+    assert nothing_comparable(compare_runs(a, write_run(tmp_path / "d", {ZR: vals[ZR], ZP: vals[ZP]}))) is None
+
+
 def test_single_sample_falls_back_to_threshold_rule(tmp_path):
     base = {ZR: [0.20]}
     a = write_run(tmp_path / "a", base)

@@ -85,3 +85,25 @@ def test_non_finite_input_raises_value_error(name):
     img[3, 4, 1] = np.nan
     with pytest.raises(ValueError):
         create_method(name).predict(img)
+
+
+def test_every_registered_name_matches_the_one_pattern():
+    from methods.registry import NAME_PATTERN
+    assert all(NAME_PATTERN.fullmatch(n) for n in NAMES)
+
+
+@pytest.mark.parametrize("name", ["a/b", "../up", "$x^$", "a.b", "-lead", "x" * 65, "sp ace"])
+def test_invalid_registered_names_are_refused_in_one_line(name, monkeypatch):
+    """Names become preview file names, HTML ids, plot labels and --set METHOD.KEY: one pattern for all."""
+    from datagen.errors import UserError
+
+    from .conftest import run_bench
+
+    monkeypatch.setenv("DEFOCUSBENCH_METHODS", f"{name}=methods.classical.local_stats:LocalStd")
+    with pytest.raises(UserError, match="invalid"):
+        list_methods()
+    if name == "a/b":   # and through the console scripts, as a user meets it
+        for args in (("list", "methods"), ("run", "--methods", "local_std", "--datasets", "synth_detection")):
+            r = run_bench(*args)
+            lines = r.stderr.strip().splitlines()
+            assert r.returncode == 2 and len(lines) == 1 and "'a/b'" in lines[0] and "Traceback" not in r.stderr, r.stderr

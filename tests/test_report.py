@@ -355,3 +355,20 @@ def test_report_in_headless_chromium(run_dir, tmp_path):
         assert name in result["text"], name
     with Image.open(shot) as img:
         assert img.format == "PNG" and img.width >= 1000 and img.height > 1500
+
+
+def test_names_with_dollar_signs_are_plain_text_not_mathtext(tmp_path):
+    """Matplotlib parses ``$...$`` in labels as mathtext: ``$x^$`` raised, ``$\\alpha$`` became a glyph."""
+    root = make_run(tmp_path / "dollars")
+    names = {"sharpnet": "$x^$", "blurmap<x>": "$\\alpha$ 50%", "gauss20": "$g_{20"}
+    meta = json.loads((root / "run.json").read_text())
+    for section in ("methods", "datasets"):
+        meta[section] = {names.get(k, k): v for k, v in meta[section].items()}
+    (root / "run.json").write_text(json.dumps(meta))
+    for name in ("summary", "curves", "timings", "samples"):
+        df = pd.read_parquet(root / f"{name}.parquet")
+        df[["method", "dataset"]] = df[["method", "dataset"]].replace(names)
+        df.to_parquet(root / f"{name}.parquet")
+    html = render_report(root)
+    svgs = "".join(re.findall(r"<svg.*?</svg>", html, flags=re.DOTALL))
+    assert "$x^$" in svgs and "$\\alpha$ 50%" in svgs and "$g_{20" in svgs

@@ -10,7 +10,8 @@ from datagen.registry import Registry
 
 from .base import Metric, MetricResult, MetricSpec, PredInfo
 
-__all__ = ["Metric", "MetricResult", "MetricSpec", "PredInfo", "create_metric", "get_metric", "list_metrics"]
+__all__ = ["Metric", "MetricResult", "MetricSpec", "PredInfo", "create_metric", "get_metric", "list_metrics",
+           "select_metrics"]
 
 _BUILTIN = {
     # defocus maps vs ground-truth radius maps (RTF)
@@ -41,6 +42,12 @@ _REGISTRY = Registry("metric", _BUILTIN, group="defocusbench.metrics")
 
 def list_metrics(pattern: str | None = None) -> list[str]:
     return _REGISTRY.names(pattern)
+
+
+def select_metrics(spec: str, *, option: str = "--metrics") -> list[str]:
+    """Names matched by ``spec`` (``all``, names, globs, comma-separated); ``KeyError`` with one line
+    (did-you-mean) for a part that matches nothing."""
+    return _REGISTRY.select(spec, option=option)
 
 
 def get_metric(name: str) -> type[Metric]:

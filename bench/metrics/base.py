@@ -1,10 +1,12 @@
 """The metric protocol: metadata as data (:class:`MetricSpec`) plus two phases.
 
 Phase 1, :meth:`Metric.per_sample`, runs where the prediction is (a Dask worker): it turns one
-prediction and its :class:`~bench.datasets.base.Sample` into a small picklable *state* (a dict
-of numbers / small arrays).  Phase 2, :meth:`Metric.reduce`, runs once per (method, dataset)
-on all states and returns a :class:`MetricResult`.  Two phases because PR curves and
-per-method global thresholds cannot be averaged per sample.
+prediction and its :class:`~bench.datasets.base.Sample` into a small *state*: data only (a dict
+with string keys of numbers, strings, lists and small numeric NumPy arrays), because the job
+cache stores it as JSON (:func:`bench.store.to_data`), never as a pickle.  Phase 2,
+:meth:`Metric.reduce`, runs once per (method, dataset) on all states and returns a
+:class:`MetricResult`.  Two phases because PR curves and per-method global thresholds cannot
+be averaged per sample.
 
 Predictions arrive with their method's declaration (:class:`PredInfo`): what it provides, its
 units and polarity, so metrics can convert (sigma -> radius) or invert (sharpness maps) in one
