@@ -24,6 +24,8 @@ _BUILTIN = {
     "local_entropy": "methods.classical.local_stats:LocalEntropy",
     "local_std": "methods.classical.local_stats:LocalStd",
     "unsharp_mask": "methods.classical.unsharp:UnsharpMask",
+    "gum_deng2011": "methods.classical.gum:GeneralizedUnsharpMask",
+    "cas_amd": "methods.classical.cas:ContrastAdaptiveSharpening",
     "identity": "methods.classical.reference:Identity",
 }
 
