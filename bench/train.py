@@ -1,0 +1,79 @@
+"""``bench train``: check the user's input, then :func:`methods.training.train` under the output lock.
+
+Every problem with the input is one line (:class:`datagen.errors.UserError`, exit 2) raised before
+anything is written: unknown method, profile or ``--set`` key; a missing, corrupt or truncated
+corpus, one of another generator, a missing or empty split; an unwritable ``--out``; an ``--out``
+holding a finished run (without ``--resume``) or a checkpoint of another recipe or corpus.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datagen.errors import (
+    OutputError,
+    SourceError,
+    UserError,
+    unknown_name,
+    writable_dir,
+)
+
+PROFILES = ("smoke", "cpu", "full")
+
+
+def default_out(method: str, profile: str, seed: int) -> Path:
+    return Path("runs") / "train" / f"{method}-{profile}-{seed}"
+
+
+def train(method: str, corpus: str | os.PathLike, *, profile: str = "smoke", device: str = "cpu",
+          out: str | os.PathLike | None = None, resume: bool = False, seed: int = 0,
+          overrides: dict | None = None) -> dict:
+    """Train ``method`` on ``corpus``; returns the model card (see :mod:`methods.training`)."""
+    from datagen.corpus import info
+    from datagen.lock import output_lock
+    from methods import recipes, training
+
+    from .store import git_info
+
+    if method not in recipes.RECIPES:
+        raise UserError(unknown_name("trainable method", method, recipes.RECIPES))
+    recipe = recipes.get_recipe(method)
+    if profile not in recipe.profiles:
+        raise UserError(unknown_name("profile", profile, recipe.profiles))
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise UserError(f"--device must be cpu or cuda, got {device!r}")
+    if str(device).startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
+    try:
+        hp = recipe.hparams(profile, overrides)
+    except KeyError as err:
+        raise UserError(f"--set: {err.args[0]}") from None
+    meta = info(corpus)   # missing / corrupt / truncated: one-line SourceError
+    if meta["generator"] != recipe.generator:
+        raise SourceError(f"{corpus}: a {meta['generator']!r} corpus; {method} trains on {recipe.generator!r} "
+                          "corpora (build one with `datagen build` and a gauss20 manifest)")
+    for split in ("train", "val"):
+        if meta["counts"][split]["samples"] == 0:
+            raise SourceError(f"{corpus}: the {split} split is empty; {method} needs train and val samples")
+    ident = training.corpus_identity(corpus)
+    missing = [s for s in ("train", "val") if ident["counts"][s] == 0]
+    if missing:
+        raise SourceError(f"{corpus}: no {' or '.join(missing)} samples stored; rebuild the corpus")
+    out = Path(out) if out is not None else default_out(method, profile, seed)
+    fingerprint = recipe.fingerprint(profile, hp, seed)
+    if out.exists():   # checks that need no writing come first: nothing is touched on refusal
+        try:
+            training.check_out(out, fingerprint=fingerprint, dataset_id=meta["dataset_id"], resume=resume)
+        except training.TrainingInputError as err:
+            raise OutputError(str(err)) from None
+    writable_dir(out, hint="choose another --out")
+    with output_lock(out):
+        try:
+            return training.train(recipe, corpus, out=out, profile=profile, device=device, resume=resume, seed=seed,
+                                  overrides=overrides, extra_card={"git": git_info()})
+        except training.TrainingInputError as err:
+            raise OutputError(str(err)) from None

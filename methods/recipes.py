@@ -1,0 +1,149 @@
+"""Training recipes: one per learned method (what :func:`methods.training.train` runs).
+
+A :class:`Recipe` says which corpus generator the method trains on, which fields it reads, how to
+build the network, how a batch of stored samples becomes network input and targets, the loss, the
+optimizer, and its *profiles* (named hyper-parameter sets):
+
+* ``smoke``: seconds (tests): a few hundred samples, 2 epochs;
+* ``cpu``: what fits the 2-core development machine in about 35 minutes (8 epochs of 96k samples);
+* ``full``: the paper's schedule (for a GPU).
+
+Any profile value can be overridden (``bench train ... --set epochs=5``); the overridden values
+enter the recipe hash, so ``--resume`` refuses a checkpoint made with other values.
+
+Imports: torch and numpy only (this module runs on GPU machines without the rest of the stack).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train one learned method.
+
+    Attributes
+    ----------
+    method, version : str
+        The method name (as in ``methods.list_methods()``) and the recipe's version.
+    generator : str
+        The corpus generator the method needs (the corpus attribute ``generator``).
+    fields : tuple of str
+        Corpus fields read (input first, target second).
+    arch : dict
+        Keyword arguments of ``make_model`` (recorded in the model card).
+    make_model : callable ``(seed=int, **arch) -> nn.Module``
+    batch : callable ``(inputs, targets) -> (x, y)``
+        Stored arrays (as tensors, on the training device) to network input and loss target.
+    loss : callable ``(logits, y) -> scalar tensor``
+    optimizer : callable ``(params, hp) -> torch.optim.Optimizer``
+    profiles : dict of dict
+        ``epochs``, ``batch_size``, ``lr``, ``train_samples`` (per epoch, a seeded subset; ``None`` =
+        the whole split), ``val_samples`` (a fixed seeded subset; ``None`` = all), plus what
+        ``optimizer`` reads.
+    """
+
+    method: str
+    version: str
+    generator: str
+    fields: tuple[str, str]
+    arch: dict
+    make_model: Callable[..., nn.Module]
+    batch: Callable
+    loss: Callable
+    optimizer: Callable
+    profiles: dict = field(default_factory=dict)
+
+    def hparams(self, profile: str, overrides: dict | None = None) -> dict:
+        """The profile's hyper-parameters with ``overrides`` applied (unknown keys: ``KeyError``)."""
+        if profile not in self.profiles:
+            raise KeyError(f"unknown profile {profile!r} for {self.method}; known: {', '.join(self.profiles)}")
+        hp = dict(self.profiles[profile])
+        for key, value in (overrides or {}).items():
+            if key not in hp:
+                raise KeyError(f"unknown hyper-parameter {key!r} for {self.method}; known: {', '.join(sorted(hp))}")
+            hp[key] = _checked(key, value, nullable=key in _NULLABLE)
+        return hp
+
+    def fingerprint(self, profile: str, hp: dict, seed: int) -> str:
+        """SHA-256 of what determines the trained weights besides the corpus."""
+        blob = json.dumps({"method": self.method, "version": self.version, "arch": self.arch, "profile": profile,
+                           "hparams": hp, "seed": int(seed), "fields": list(self.fields)}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+#: Hyper-parameters where ``None`` means "all" (the whole split).
+_NULLABLE = ("train_samples", "val_samples")
+_INTEGER = ("epochs", "batch_size", "train_samples", "val_samples")
+
+
+def _checked(key: str, value, *, nullable: bool):
+    """An override as the type the loop expects: positive int (counts) or positive float (rates);
+    ``KeyError`` with one line otherwise (as for unknown keys)."""
+    if value is None and nullable:
+        return None
+    if key in _INTEGER:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise KeyError(f"{key} must be a positive integer{' or null' if nullable else ''}, got {value!r}")
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise KeyError(f"{key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+# ----------------------------------------------------------------------------- galetto2022
+def _galetto_model(*, seed: int = 0, **arch) -> nn.Module:
+    from .nets.mobilenetv2 import MobileNetV2
+    return MobileNetV2(seed=seed, **arch)
+
+
+def gray_patches(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 ``(B, H, W)`` patches -> float32 ``(B, 1, H, W)`` in [0, 1]; labels as int64."""
+    return images.unsqueeze(1).to(torch.float32).div_(255.0), labels.to(torch.int64)
+
+
+def _adam(params, hp: dict) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"])
+
+
+_ADAM = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+
+GALETTO2022 = Recipe(
+    method="galetto2022",
+    version="1",
+    generator="gauss20",
+    fields=("image", "label"),
+    arch={"in_channels": 1, "num_classes": 20, "alpha": 1.0, "padding": "symmetric", "bn_eps": 1e-3,
+          "bn_momentum": 0.01},
+    make_model=_galetto_model,
+    batch=gray_patches,
+    loss=F.cross_entropy,
+    optimizer=_adam,
+    profiles={
+        # seconds: the tests
+        "smoke": {"epochs": 2, "batch_size": 32, "train_samples": 256, "val_samples": 128, **_ADAM},
+        # ~35 min on 2 cores: measured ~410 train / ~1,500 eval patches/s at batch 128 on this 2-core
+        # machine (benchmarks/bench_training.py); 8 x 96k = 768k training samples (~0.72 passes
+        # over coco_imagenet_gauss20's 1.07 M), ~1,900 s, + 8 x 20k val, ~110 s
+        "cpu": {"epochs": 8, "batch_size": 128, "train_samples": 96_000, "val_samples": 20_000, **_ADAM},
+        # the paper (METHODS.md §5.2): 100 epochs of the whole train split, batch 128, Adam 1e-3
+        "full": {"epochs": 100, "batch_size": 128, "train_samples": None, "val_samples": None, **_ADAM},
+    },
+)
+
+RECIPES: dict[str, Recipe] = {r.method: r for r in (GALETTO2022,)}
+
+
+def get_recipe(method: str) -> Recipe:
+    """The recipe of ``method`` (``KeyError`` with the known names otherwise)."""
+    try:
+        return RECIPES[method]
+    except KeyError:
+        raise KeyError(f"no training recipe for {method!r}; known: {', '.join(sorted(RECIPES))}") from None

@@ -1,0 +1,343 @@
+"""The generic training loop of every learned method (its :class:`~methods.recipes.Recipe` supplies
+the network, the batch transform, the loss and the optimizer).
+
+:func:`train` reads one corpus (HDF5, as ``datagen build`` writes it), trains, validates every epoch
+on the ``val`` split and writes into ``out``:
+
+* ``checkpoint.pt``: after every epoch, atomically (temporary name + ``os.replace``): model and
+  optimizer state, the next epoch, torch RNG state, best val accuracy, the history, the recipe
+  fingerprint and corpus ``dataset_id``.  Loadable with ``torch.load(..., weights_only=True)``.
+* ``best.pt``: the weights (fp32 ``state_dict``) of the best val accuracy so far;
+* ``log.jsonl``: one JSON line per epoch (train/val loss and accuracy, samples/s, seconds);
+* at the end ``model.pt`` (the best weights) and ``model_card.json``.
+
+Determinism: the initial weights depend on ``seed`` only; the samples of epoch ``e`` are a
+permutation drawn from ``numpy.random.default_rng([seed, e])`` (a pure function of seed and epoch,
+so a resumed run draws the same ones); no worker processes; on CPU
+``torch.use_deterministic_algorithms(True)``.  Same corpus + recipe + seed + thread count -> the
+same weights, and ``resume`` after an interruption (``kill -9`` included) gives the weights of an
+uninterrupted run.  (CPU float reductions may depend on the number of threads; the card records it.)
+
+Memory: the fields read are loaded into memory once (gauss20: 1 KiB per sample, i.e. ~1.1 GB for the
+1.07 M training samples of ``coco_imagenet_gauss20``); random batches then cost nothing to read.
+
+Imports: torch, numpy, h5py and datagen.atomic (stdlib only) (what a bare GPU machine needs); validation of the user's input
+(method, corpus, ``--out``) is the caller's job (``bench.train``), except what needs the checkpoint:
+:func:`check_out`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from datagen.atomic import atomic_write_bytes
+
+from .recipes import Recipe
+
+CHECKPOINT, BEST, MODEL, CARD, LOG = "checkpoint.pt", "best.pt", "model.pt", "model_card.json", "log.jsonl"
+
+
+class TrainingInputError(ValueError):
+    """The output folder holds something :func:`train` must not continue or overwrite (one line)."""
+
+
+# ----------------------------------------------------------------------------- files
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    atomic_write_bytes(path, data)
+
+
+def _atomic_torch(path: Path, obj) -> None:
+    import io
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    _atomic_bytes(path, buf.getvalue())
+
+
+def _cpu_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True).float() if v.is_floating_point() else v.detach().to("cpu", copy=True)
+            for k, v in model.state_dict().items()}
+
+
+def check_out(out: str | os.PathLike, *, fingerprint: str, dataset_id: str, resume: bool) -> dict | None:
+    """What ``out`` holds, checked against this run; returns the checkpoint to resume from (or None).
+
+    Raises :class:`TrainingInputError` (one line) when ``out`` holds a finished run and ``resume`` is
+    false, a checkpoint and ``resume`` is false, or a checkpoint of another recipe or corpus.
+    """
+    out = Path(out)
+    ckpt_path = out / CHECKPOINT
+    finished = (out / CARD).exists()
+    if not resume:
+        if finished:
+            raise TrainingInputError(f"{out} holds a finished training run; choose another --out or pass --resume")
+        if ckpt_path.exists():
+            raise TrainingInputError(f"{out} holds an unfinished training run; pass --resume to continue it "
+                                     "or choose another --out")
+        return None
+    if not ckpt_path.exists():
+        return None
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is the user's to replace
+        raise TrainingInputError(f"{ckpt_path}: unreadable checkpoint ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                                 "choose another --out") from None
+    if ckpt.get("fingerprint") != fingerprint:
+        raise TrainingInputError(f"{ckpt_path} was made with another recipe, profile, hyper-parameters or seed "
+                                 f"({ckpt.get('method')} {ckpt.get('profile')} seed {ckpt.get('seed')}); "
+                                 "choose another --out")
+    if ckpt.get("dataset_id") != dataset_id:
+        raise TrainingInputError(f"{ckpt_path} was trained on another corpus (dataset_id {ckpt.get('dataset_id')}, "
+                                 f"not {dataset_id}); choose another --out")
+    return ckpt
+
+
+# ----------------------------------------------------------------------------- data
+def corpus_identity(path: str | os.PathLike) -> dict:
+    """``generator``, ``dataset_id``, ``content_sha256`` and per-split sample counts of a corpus."""
+    with h5py.File(path, "r") as f:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()
+                 if k in ("generator", "dataset_id", "content_sha256", "name")}
+        counts = {s: (int(f[s][next(iter(f[s]))].shape[0]) if s in f and len(f[s]) else 0) for s in ("train", "val", "test")}
+    return {**{k: str(v) for k, v in attrs.items()}, "counts": counts}
+
+
+def load_split(path: str | os.PathLike, split: str, fields, *, rows: np.ndarray | None = None) -> list[np.ndarray]:
+    """The arrays ``fields`` of ``split`` (all rows, or the sorted ``rows``), in memory."""
+    with h5py.File(path, "r") as f:
+        grp = f[split]
+        arrays = [grp[name][...] for name in fields]
+    return arrays if rows is None else [a[rows] for a in arrays]
+
+
+def _subset(n: int, k: int | None, rng: np.random.Generator) -> np.ndarray | None:
+    """A sorted seeded subset of ``k`` of ``n`` rows (None: all)."""
+    if k is None or k >= n:
+        return None
+    return np.sort(rng.choice(n, size=int(k), replace=False))
+
+
+def epoch_order(n: int, k: int | None, *, seed: int, epoch: int) -> np.ndarray:
+    """Rows of epoch ``epoch``: the first ``k`` of a permutation of ``0..n-1`` drawn from
+    ``default_rng([seed, epoch])`` (all of them when ``k`` is None)."""
+    perm = np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+    return perm if k is None else perm[: min(int(k), n)]
+
+
+# ----------------------------------------------------------------------------- hardware
+def default_threads() -> int:
+    """Torch CPU threads: ``OMP_NUM_THREADS`` when set, else the cores this process may run on."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def hardware(device: torch.device) -> dict:
+    cpu = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    out = {"cpu": cpu, "cores": default_threads(), "torch_threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, MiB (Linux ``ru_maxrss`` is in KiB)."""
+    try:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except (ImportError, OSError):
+        return None
+
+
+def versions() -> dict:
+    return {"torch": torch.__version__, "numpy": np.__version__, "h5py": h5py.__version__,
+            "python": sys.version.split()[0]}
+
+
+# ----------------------------------------------------------------------------- loop
+@torch.no_grad()
+def evaluate(model, recipe: Recipe, arrays, *, device, batch_size: int = 512, num_classes: int | None = None):
+    """Mean loss, accuracy and (``num_classes``) confusion matrix (rows = true, cols = predicted)."""
+    model.eval()
+    inputs, targets = arrays
+    n = len(targets)
+    loss_sum, correct = 0.0, 0
+    conf = np.zeros((num_classes, num_classes), np.int64) if num_classes else None
+    for a in range(0, n, batch_size):
+        x, y = recipe.batch(torch.from_numpy(inputs[a:a + batch_size]).to(device),
+                            torch.from_numpy(targets[a:a + batch_size]).to(device))
+        with torch.inference_mode():
+            logits = model(x)
+        loss_sum += float(recipe.loss(logits, y, reduction="sum"))
+        pred = logits.argmax(1)
+        correct += int((pred == y).sum())
+        if conf is not None:
+            np.add.at(conf, (y.cpu().numpy(), pred.cpu().numpy()), 1)
+    out = {"loss": loss_sum / max(n, 1), "acc": correct / max(n, 1), "n": n}
+    if conf is not None:
+        out["confusion"] = conf.tolist()
+    return out
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def train(recipe: Recipe, corpus: str | os.PathLike, *, out: str | os.PathLike, profile: str = "smoke",
+          device: str = "cpu", resume: bool = False, seed: int = 0, overrides: dict | None = None,
+          extra_card: dict | None = None, threads: int | None = None, stop_after: int | None = None,
+          log=_progress) -> dict | None:
+    """Train ``recipe`` on ``corpus`` into ``out`` (see the module docstring); returns the model card.
+
+    The caller has checked the corpus (generator, splits) and made ``out``; it should hold
+    ``datagen.lock.output_lock(out)`` meanwhile.  ``extra_card`` is merged into the card (e.g. the
+    git sha).  ``threads``: torch CPU threads (default :func:`default_threads`).  ``stop_after``: run
+    at most this many epochs in this call and return None, leaving the checkpoint for ``resume``
+    (not part of the recipe: a time-sliced run ends with the weights of a straight one).
+    """
+    t_start = time.perf_counter()
+    out = Path(out)
+    dev = torch.device(device)
+    hp = recipe.hparams(profile, overrides)
+    fingerprint = recipe.fingerprint(profile, hp, seed)
+    ident = corpus_identity(corpus)
+    ckpt = check_out(out, fingerprint=fingerprint, dataset_id=ident.get("dataset_id"), resume=resume)
+    if resume and (out / CARD).exists():
+        return json.loads((out / CARD).read_text())
+
+    prev_threads, prev_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(int(threads or default_threads()))
+    if dev.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    try:
+        return _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed, extra_card, log, t_start,
+                      stop_after)
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+        torch.set_num_threads(prev_threads)
+
+
+def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed, extra_card, log, t_start, stop_after):
+    torch.manual_seed(seed)
+    fields = list(recipe.fields)
+    train_x, train_y = load_split(corpus, "train", fields)
+    val_rows = _subset(ident["counts"]["val"], hp["val_samples"], np.random.default_rng([int(seed), 2**31 - 1]))
+    val = load_split(corpus, "val", fields, rows=val_rows)
+    n_train = len(train_y)
+    t_train = torch.from_numpy(train_x).to(dev)
+    l_train = torch.from_numpy(train_y.astype(np.int64)).to(dev)
+
+    model = recipe.make_model(seed=seed, **recipe.arch).to(dev)
+    opt = recipe.optimizer(model.parameters(), hp)
+    start, best_acc, history = 0, -1.0, []
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start, best_acc, history = int(ckpt["epoch"]), float(ckpt["best_val_acc"]), list(ckpt["history"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        log(f"resuming {recipe.method} at epoch {start + 1}/{hp['epochs']} from {out / CHECKPOINT}")
+
+    bs = int(hp["batch_size"])
+    end = int(hp["epochs"]) if stop_after is None else min(int(hp["epochs"]), start + int(stop_after))
+    for epoch in range(start, end):
+        t0 = time.perf_counter()
+        order = epoch_order(n_train, hp["train_samples"], seed=seed, epoch=epoch)
+        n_ep = len(order)
+        n_batches = (n_ep + bs - 1) // bs
+        every = max(1, n_batches // 10)
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for b in range(n_batches):
+            idx = torch.from_numpy(order[b * bs:(b + 1) * bs]).to(dev)
+            x, y = recipe.batch(t_train.index_select(0, idx), l_train.index_select(0, idx))
+            logits = model(x)
+            loss = recipe.loss(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((logits.detach().argmax(1) == y).sum())
+            seen += len(y)
+            if (b + 1) % every == 0 or b + 1 == n_batches:
+                dt = time.perf_counter() - t0
+                rate = seen / max(dt, 1e-9)
+                eta = (n_ep - seen) / max(rate, 1e-9)
+                log(f"epoch {epoch + 1}/{hp['epochs']} {100 * seen / n_ep:3.0f}% loss {loss_sum / seen:.4f} "
+                    f"acc {correct / seen:.4f} {rate:.0f} samples/s eta {eta:.0f}s")
+        train_s = time.perf_counter() - t0
+        v = evaluate(model, recipe, val, device=dev)
+        entry = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                 "val_loss": v["loss"], "val_acc": v["acc"], "samples_per_s": seen / max(train_s, 1e-9),
+                 "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
+        history.append(entry)
+        log(f"epoch {epoch + 1}/{hp['epochs']} val loss {v['loss']:.4f} acc {v['acc']:.4f} "
+            f"({entry['seconds']:.1f}s)")
+        if v["acc"] > best_acc:
+            best_acc = v["acc"]
+            _atomic_torch(out / BEST, _cpu_state(model))
+        _atomic_torch(out / CHECKPOINT, {
+            "method": recipe.method, "profile": profile, "seed": int(seed), "fingerprint": fingerprint,
+            "dataset_id": ident.get("dataset_id"), "epoch": epoch + 1, "best_val_acc": best_acc,
+            "model": _cpu_state(model), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+            "history": history})
+        _atomic_bytes(out / LOG, "".join(json.dumps(h, sort_keys=True) + "\n" for h in history).encode())
+
+    if end < int(hp["epochs"]):
+        log(f"stopped after epoch {end}/{hp['epochs']}; continue with resume")
+        return None
+    # the end: best weights -> model.pt, test metrics, card
+    best_state = torch.load(out / BEST, map_location="cpu", weights_only=True)
+    _atomic_torch(out / MODEL, best_state)
+    model.load_state_dict(best_state)
+    test = None
+    if ident["counts"]["test"] > 0:
+        num_classes = recipe.arch.get("num_classes")
+        t = evaluate(model, recipe, load_split(corpus, "test", fields), device=dev, num_classes=num_classes)
+        test = {"loss": t["loss"], "acc": t["acc"], "n": t["n"], "confusion": t.get("confusion")}
+    best = max(history, key=lambda h: h["val_acc"])
+    card = {
+        "method": recipe.method, "recipe_version": recipe.version,
+        "architecture": {"name": type(model).__name__, **getattr(model, "config", recipe.arch)},
+        "corpus": {"path": str(Path(corpus).absolute()), "name": ident.get("name"),
+                   "dataset_id": ident.get("dataset_id"), "content_sha256": ident.get("content_sha256"),
+                   "generator": ident.get("generator"), "counts": ident["counts"]},
+        "profile": profile, "hyperparameters": hp, "recipe_fingerprint": fingerprint,
+        "epochs_run": len(history), "seed": int(seed),
+        "val": {"best": {"epoch": best["epoch"], "loss": best["val_loss"], "acc": best["val_acc"]},
+                "last": {"epoch": history[-1]["epoch"], "loss": history[-1]["val_loss"], "acc": history[-1]["val_acc"]},
+                "n": len(val[1])},
+        "test": test,
+        "wall_seconds": sum(h["seconds"] for h in history),
+        "wall_seconds_this_process": time.perf_counter() - t_start,
+        "peak_rss_mb": peak_rss_mb(), "memory_note": "training fields held in memory: "
+        f"{train_x.nbytes + train_y.nbytes} bytes (train), {sum(a.nbytes for a in val)} bytes (val subset)",
+        "hardware": hardware(dev), "versions": versions(),
+        "weights": {"file": MODEL, "sha256": _sha256(out / MODEL), "dtype": "float32"},
+        **(extra_card or {}),
+    }
+    _atomic_bytes(out / CARD, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    log(f"done: {out / MODEL} (best val acc {best['val_acc']:.4f} at epoch {best['epoch']})")
+    return card
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,277 @@
+"""bench train / methods.training: determinism, checkpoint + resume (in process and after a real
+kill -9), outputs loadable with weights_only=True, the model card, and every bad input (one line,
+exit 2, nothing overwritten) -- on a tiny gauss20 corpus built once for the module."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from bench.cli import main
+from datagen.lock import output_lock
+from datagen.manifest import parse_manifest
+from datagen.runner import build
+from methods import training
+from methods.recipes import GALETTO2022, get_recipe
+
+from .conftest import manifest_dict, write_images
+
+BIN = Path(sys.executable).parent
+FAST = ["--set", "train_samples=64", "--set", "val_samples=32", "--set", "batch_size=16"]
+OVER = {"train_samples": 64, "val_samples": 32, "batch_size": 16}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread (here and in CLI subprocesses): 4 test processes share 2 cores."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """gauss20 corpus of 4 small photos: 2 train, 1 val, 1 test image (~1.5 s)."""
+    root = tmp_path_factory.mktemp("train-corpus")
+    write_images(root / "img", 4, seed0=70, height=96, width=128)
+    manifest = parse_manifest(manifest_dict(root / "img"))
+    return build(manifest, out=root / "c.h5", workers=1, progress=False, log=lambda m: None).path
+
+
+@pytest.fixture(scope="module")
+def straight(corpus, tmp_path_factory) -> Path:
+    """An uninterrupted smoke run (2 epochs) through the CLI."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    assert main(["train", "galetto2022", "--corpus", str(corpus), "--out", str(out), *FAST]) == 0
+    return out
+
+
+def _bench(*args) -> int:
+    return main(["train", "galetto2022", *map(str, args)])
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = _weights(a), _weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_smoke_outputs_and_card(corpus, straight):
+    out = straight
+    assert {"checkpoint.pt", "best.pt", "model.pt", "model_card.json", "log.jsonl"} <= set(os.listdir(out))
+    state = _weights(out / "model.pt")
+    model = GALETTO2022.make_model(seed=0, **GALETTO2022.arch)
+    model.load_state_dict(state)     # the weights fit the recipe's network
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
+    ckpt = _weights(out / "checkpoint.pt")
+    assert ckpt["epoch"] == 2 and ckpt["dataset_id"] == h5py.File(corpus).attrs["dataset_id"]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "samples_per_s", "seconds"} <= set(log[0])
+    card = json.loads((out / "model_card.json").read_text())
+    with h5py.File(corpus) as f:
+        assert card["corpus"]["dataset_id"] == f.attrs["dataset_id"]
+        assert card["corpus"]["content_sha256"] == f.attrs["content_sha256"]
+        n_test = f["test/label"].shape[0]
+    assert card["method"] == "galetto2022" and card["epochs_run"] == 2 and card["profile"] == "smoke"
+    assert card["hyperparameters"]["lr"] == 1e-3 and card["hyperparameters"]["train_samples"] == 64
+    assert card["weights"]["sha256"] == hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
+    assert card["architecture"]["num_classes"] == 20 and card["architecture"]["in_channels"] == 1
+    assert card["val"]["best"]["acc"] == max(e["val_acc"] for e in log)
+    assert card["test"]["n"] == n_test > 0
+    conf = np.array(card["test"]["confusion"])
+    assert conf.shape == (20, 20) and conf.sum() == n_test
+    assert card["test"]["acc"] == pytest.approx(np.trace(conf) / n_test)
+    assert set(card["versions"]) >= {"torch", "numpy", "h5py"} and card["hardware"]["torch_threads"] >= 1
+    assert "sha" in card["git"] and card["hardware"]["torch_threads"] == 1
+    assert card["peak_rss_mb"] > 0 and log[0]["peak_rss_mb"] > 0
+    best = max(log, key=lambda e: e["val_acc"])
+    assert _same_weights(out / "model.pt", out / "best.pt") and best["epoch"] in (1, 2)
+
+
+def test_deterministic_and_resume_equals_straight_run(corpus, straight, tmp_path):
+    b, c = tmp_path / "b", tmp_path / "c"
+    assert _bench("--corpus", corpus, "--out", b, *FAST) == 0
+    assert (straight / "model.pt").read_bytes() == (b / "model.pt").read_bytes()
+    # 1 epoch, then resume for the 2nd: the same weights and optimizer state as the straight run
+    recipe = get_recipe("galetto2022")
+    msgs = []
+    c.mkdir()
+    assert training.train(recipe, corpus, out=c, overrides=OVER, stop_after=1, log=msgs.append) is None
+    assert _weights(c / "checkpoint.pt")["epoch"] == 1 and not (c / "model.pt").exists()
+    with pytest.raises(training.TrainingInputError, match="--resume"):
+        training.train(recipe, corpus, out=c, overrides=OVER, log=msgs.append)
+    card = training.train(recipe, corpus, out=c, overrides=OVER, resume=True, log=msgs.append)
+    assert any("resuming galetto2022 at epoch 2/2" in m for m in msgs)
+    assert card["epochs_run"] == 2
+    assert (straight / "model.pt").read_bytes() == (c / "model.pt").read_bytes()
+    ca, cc = _weights(straight / "checkpoint.pt"), _weights(c / "checkpoint.pt")
+    assert all(torch.equal(ca["model"][k], cc["model"][k]) for k in ca["model"])
+    assert all(torch.equal(ca["optimizer"]["state"][k]["exp_avg_sq"], cc["optimizer"]["state"][k]["exp_avg_sq"])
+               for k in ca["optimizer"]["state"])
+    # another seed gives other weights (the check above can fail)
+    d = tmp_path / "d"
+    assert _bench("--corpus", corpus, "--out", d, *FAST, "--set", "epochs=1", "--seed", "1") == 0
+    assert not torch.equal(_weights(d / "checkpoint.pt")["model"]["classifier.weight"], ca["model"]["classifier.weight"])
+
+
+def test_kill9_then_resume_equals_uninterrupted(corpus, straight, tmp_path):
+    args = ["--corpus", str(corpus), *FAST]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([str(BIN / "bench"), "train", "galetto2022", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "checkpoint.pt").exists():     # appears (renamed into place) after epoch 1
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the process ended"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "model.pt").exists(), "the run finished before it could be killed"
+    assert _weights(out / "checkpoint.pt")["epoch"] == 1
+    assert _bench(*args, "--out", out) == 2            # unfinished run without --resume: refused
+    assert _bench(*args, "--out", out, "--resume") == 0
+    assert (straight / "model.pt").read_bytes() == (out / "model.pt").read_bytes()
+    assert (straight / "best.pt").read_bytes() == (out / "best.pt").read_bytes()
+    val = [json.loads(x)["val_acc"] for x in (straight / "log.jsonl").read_text().splitlines()]
+    assert val == [json.loads(x)["val_acc"] for x in (out / "log.jsonl").read_text().splitlines()]
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bad_inputs_one_line_exit_2_nothing_written(corpus, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["train", "galetto2023", "--corpus", str(corpus), "--out", str(out)]) == 2
+    assert "unknown trainable method" in _err(capsys)
+    assert _bench("--corpus", corpus, "--out", out, "--profile", "huge") == 2
+    assert "unknown profile" in _err(capsys)
+    assert _bench("--corpus", corpus, "--out", out, "--set", "nope=1") == 2
+    assert "nope" in _err(capsys)
+    for bad_set in ("epochs=abc", "epochs=0", "lr=-1", "batch_size=2.5"):
+        assert _bench("--corpus", corpus, "--out", out, "--set", bad_set) == 2
+        assert bad_set.split("=")[0] in _err(capsys)
+    assert _bench("--corpus", corpus, "--out", out, "--device", "tpu") == 2
+    assert "--device" in _err(capsys)
+    if not torch.cuda.is_available():
+        assert _bench("--corpus", corpus, "--out", out, "--device", "cuda") == 2
+        assert "CUDA" in _err(capsys)
+    assert _bench("--corpus", corpus, "--out", out, "--seed", "-1") == 2
+    _err(capsys)
+    assert _bench("--corpus", tmp_path / "missing.h5", "--out", out) == 2
+    assert "no such file" in _err(capsys)
+    bad = tmp_path / "garbage.h5"
+    bad.write_bytes(b"not an hdf5 file" * 100)
+    assert _bench("--corpus", bad, "--out", out) == 2
+    _err(capsys)
+    trunc = tmp_path / "trunc.h5"
+    trunc.write_bytes(corpus.read_bytes()[: corpus.stat().st_size // 2])
+    assert _bench("--corpus", trunc, "--out", out) == 2
+    _err(capsys)
+    assert not out.exists()
+
+    # another generator; an empty split
+    other = tmp_path / "other.h5"
+    shutil.copy(corpus, other)
+    with h5py.File(other, "r+") as f:
+        f.attrs["generator"] = "disk22"
+    assert _bench("--corpus", other, "--out", out) == 2
+    assert "gauss20" in _err(capsys)
+    empty = tmp_path / "empty.h5"
+    shutil.copy(corpus, empty)
+    with h5py.File(empty, "r+") as f:
+        counts = json.loads(f.attrs["counts"])
+        counts["val"]["samples"] = 0
+        f.attrs["counts"] = json.dumps(counts)
+    assert _bench("--corpus", empty, "--out", out) == 2
+    assert "val split is empty" in _err(capsys)
+    assert not out.exists()
+
+    # unwritable --out
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if not os.access(ro, os.W_OK):    # root ignores permissions
+            assert _bench("--corpus", corpus, "--out", ro / "x") == 2
+            _err(capsys)
+    finally:
+        ro.chmod(0o700)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert _bench("--corpus", corpus, "--out", blocker / "sub") == 2
+    _err(capsys)
+
+    # an --out in use by another process (the output lock)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with output_lock(busy):
+        assert _bench("--corpus", corpus, "--out", busy, *FAST) == 2
+        assert "in use" in _err(capsys)
+    assert list(busy.iterdir()) == []
+
+    # a finished run: refused without --resume; --resume with another recipe or corpus refused
+    done = tmp_path / "done"
+    assert _bench("--corpus", corpus, "--out", done, *FAST) == 0
+    capsys.readouterr()
+    before = _files(done)
+    assert _bench("--corpus", corpus, "--out", done, *FAST) == 2
+    assert "--resume" in _err(capsys)
+    assert _bench("--corpus", corpus, "--out", done, *FAST, "--resume", "--seed", "1") == 2
+    assert "another recipe" in _err(capsys)
+    assert _bench("--corpus", corpus, "--out", done, *FAST, "--set", "lr=0.01", "--resume") == 2
+    _err(capsys)
+    other_corpus = tmp_path / "other_id.h5"
+    shutil.copy(corpus, other_corpus)
+    with h5py.File(other_corpus, "r+") as f:
+        f.attrs["dataset_id"] = "0123456789abcdef"
+    assert _bench("--corpus", other_corpus, "--out", done, *FAST, "--resume") == 2
+    assert "another corpus" in _err(capsys)
+    assert _files(done) == before
+    # --resume of a finished run with the same recipe: nothing to do, nothing changed
+    assert _bench("--corpus", corpus, "--out", done, *FAST, "--resume") == 0
+    assert _files(done) == before
+
+
+def test_epoch_order_is_seeded_subset():
+    a = training.epoch_order(1000, 100, seed=3, epoch=1)
+    assert np.array_equal(a, training.epoch_order(1000, 100, seed=3, epoch=1))
+    assert not np.array_equal(a, training.epoch_order(1000, 100, seed=3, epoch=2))
+    assert len(np.unique(a)) == 100 and a.max() < 1000
+    assert sorted(training.epoch_order(50, None, seed=0, epoch=0)) == list(range(50))
+
+
+def test_batch_transform_and_profiles():
+    x, y = GALETTO2022.batch(torch.tensor([[[0, 255]]], dtype=torch.uint8), torch.tensor([3], dtype=torch.int64))
+    assert x.shape == (1, 1, 1, 2) and x.dtype == torch.float32 and x.tolist() == [[[[0.0, 1.0]]]]
+    assert y.dtype == torch.int64
+    full = GALETTO2022.hparams("full")
+    assert (full["epochs"], full["batch_size"], full["lr"], full["train_samples"]) == (100, 128, 1e-3, None)
+    assert GALETTO2022.fingerprint("smoke", GALETTO2022.hparams("smoke"), 0) != \
+        GALETTO2022.fingerprint("smoke", GALETTO2022.hparams("smoke"), 1)
