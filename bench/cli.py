@@ -78,14 +78,27 @@ def _method_rows() -> list[dict]:
     from .weights import weight_status
     rows = []
     for name in list_methods():
-        info = get_method(name).info()
-        info["weights_present"] = {w: weight_status(w)["present"] for w in info["weights"]}
+        try:
+            info = get_method(name).info()
+        except Exception as err:  # noqa: BLE001 - listing must not die on one broken plug-in
+            info = {"name": name, "version": "?", "provides": "?", "units": "?", "higher": "n/a", "weights": {},
+                    "description": f"cannot be loaded: {' '.join(str(err).split())[:200] or type(err).__name__}"}
+        status = {w: weight_status(w) for w in info["weights"]}
+        info["weights_state"] = {w: {k: st.get(k) for k in ("state", "origin", "sha256", "path")}
+                                 for w, st in status.items()}
+        info["weights_present"] = {w: st["state"] == "verified" for w, st in status.items()}
         rows.append(info)
     return rows
 
 
+def _weight_word(st: dict) -> str:
+    if st["state"] == "verified":
+        return f"{st['origin']} {st['sha256'][:12]}"
+    return "MISSING" if st["state"] == "missing" else "UNVERIFIED (re-import it)"
+
+
 def _method_line(r: dict) -> str:
-    w = ", ".join(f"{k} {'present' if v else 'MISSING'}" for k, v in r["weights_present"].items()) or "no weights"
+    w = ", ".join(f"{k} {_weight_word(st)}" for k, st in r["weights_state"].items()) or "no weights"
     higher = f", higher = {r['higher']}" if r["higher"] != "n/a" else ""
     return f"{r['name']:16s} v{r['version']:4s} {r['provides']} [{r['units']}{higher}]; {w}\n{'':22s}{r['description']}"
 
@@ -130,7 +143,7 @@ def cmd_run(args) -> int:
     _, code = run(methods=args.methods, datasets=datasets, metrics=args.metrics, profile=args.profile,
                   roots=parse_roots(args.root), out=args.out, device=args.device, fail_fast=args.fail_fast,
                   scheduler=args.scheduler, workers=args.workers, report=not args.no_report,
-                  params=_method_params(args.set))
+                  params=_method_params(args.set), weights=args.weights)
     return code
 
 
@@ -144,13 +157,20 @@ def cmd_predict(args) -> int:
     from methods import create_method, get_method
 
     from . import previews
+    from .weights import resolve_method_weights
 
     try:
-        get_method(args.method)
+        cls = get_method(args.method)
     except KeyError as err:
         raise UserError(err.args[0]) from None
+    if args.weights is not None and not cls.WEIGHTS:
+        raise UserError(f"--weights: {args.method} uses no weights")
+    resolved = resolve_method_weights(args.method, dict.fromkeys(cls.WEIGHTS, args.weights) if args.weights else None)
+    for r in resolved.values():
+        print(f"{args.method}: weights {r.name} ({r.origin}) {r.path} sha256 {r.sha256[:12]}", file=sys.stderr)
+    weights = str(next(iter(resolved.values())).path) if resolved else None
     try:
-        method = create_method(args.method, _parse_sets(args.set), device=args.device, weights=args.weights)
+        method = create_method(args.method, _parse_sets(args.set), device=args.device, weights=weights)
     except ValidationError as err:
         raise UserError(f"--set for {args.method}: {describe_validation_error(err)}") from None
     out = writable_dir(args.out, hint="choose another --out")
@@ -220,6 +240,19 @@ def cmd_nightly(args) -> int:
 
 
 # ----------------------------------------------------------------------------- weights
+def _weights_line(r: dict) -> str:
+    sha = r["sha256"][:12] if r["sha256"] else "-"
+    line = f"{r['name']:12s} {r['kind']:6s} {r['state']:10s} {r['origin'] or '-':8s} {sha:12s} {r['path']}"
+    card = r.get("card_summary") or {}
+    if card:
+        figures = [f"{k} {card[k]:.4f}" if isinstance(card[k], float) else f"{k} {card[k]}"
+                   for k in ("profile", "epochs", "val_acc", "test_acc") if card.get(k) is not None]
+        if r.get("card_matches") is False:
+            figures.append("card describes other weights (sha256 differs)")
+        line += f"\n{'':14s}model card: {', '.join(figures) or 'no key figures'}"
+    return line + f"\n{'':14s}used by {', '.join(r['used_by']) or '-'}: {r['description']}"
+
+
 def cmd_weights(args) -> int:
     from .weights import import_weights, list_weights
     if args.action == "import":
@@ -227,8 +260,22 @@ def cmd_weights(args) -> int:
             raise UserError("bench weights import NAME PATH: both are required")
         print(import_weights(args.name, args.path))
         return EXIT_OK
-    _emit(list_weights(), args.json, lambda r: f"{r['name']:10s} {'present' if r['present'] else 'missing':8s} "
-                                                f"{r['path']}  (used by {', '.join(r['used_by'])})")
+    rows = list_weights()
+    if not args.json:
+        for r in rows:
+            r.pop("card", None)
+    _emit(rows, args.json, _weights_line)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- train
+def cmd_train(args) -> int:
+    from .train import train
+    card = train(args.method, args.corpus, profile=args.profile, device=args.device, out=args.out,
+                 resume=args.resume, seed=args.seed, overrides=_parse_sets(args.set))
+    best = card["val"]["best"]
+    print(f"{card['method']}: best val acc {best['acc']:.4f} (epoch {best['epoch']}); "
+          f"weights {card['weights']['file']} sha256 {card['weights']['sha256'][:12]}")
     return EXIT_OK
 
 
@@ -251,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="run directory (default reports/runs/<run id>)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE", help="method parameter")
+    s.add_argument("--weights", action="append", metavar="[NAME=]PATH",
+                   help="your own weights file for weight NAME (a bare PATH when the selected methods use one weight)")
     s.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://host:port)")
     s.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
     s.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -263,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("method")
     s.add_argument("images", nargs="+")
     s.add_argument("--out", required=True)
-    s.add_argument("--weights")
+    s.add_argument("--weights", metavar="PATH", help="your own weights file (default: imported, else shipped)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
     s.set_defaults(func=cmd_predict)
@@ -295,12 +344,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default="nightly.yaml")
     s.set_defaults(func=cmd_nightly)
 
-    s = sub.add_parser("weights", help="where weight files are expected; import a user-provided file")
+    s = sub.add_parser("weights", help="every weight of metrics and methods (state, sha256, origin, model card); "
+                                       "import a user-provided file")
     s.add_argument("action", choices=["list", "import"])
     s.add_argument("name", nargs="?")
     s.add_argument("path", nargs="?")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_weights)
+
+    s = sub.add_parser("train", help="train a learned method on a corpus (checkpoints, resume, model card)")
+    s.add_argument("method")
+    s.add_argument("--corpus", required=True, help="a corpus file built by `datagen build`")
+    s.add_argument("--profile", default="smoke", help="smoke (seconds), cpu (~35 min on 2 cores) or full (the paper; GPU)")
+    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--out", help="output folder (default runs/train/<method>-<profile>-<seed>)")
+    s.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a profile value, e.g. epochs=5")
+    s.set_defaults(func=cmd_train)
     return p
 
 

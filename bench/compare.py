@@ -9,8 +9,8 @@ mark                symbol  meaning
 ``better``          ``-``   significantly better, and the change exceeds the threshold
 ``unchanged``       `` ``   no significant change above threshold (also: n/a or unavailable
                             in both runs, or failing in both)
-``not comparable``  ``x``   dataset id, method version / params or metric version /
-                            conventions differ (the reason says which), or the status moved
+``not comparable``  ``x``   dataset id, method version / params / weights sha256 or metric
+                            version / conventions differ (the reason says which), or the status moved
                             between ok and n/a / unavailable: never compared silently
 ``newly failing``   ``!``   failed in CURRENT but not in BASE
 ``fixed``           ``*``   failed in BASE, ok in CURRENT
@@ -144,6 +144,19 @@ def _dict_diff(a: dict, b: dict) -> str:
     return ", ".join(parts)
 
 
+def _weight_shas(method_record: dict) -> dict[str, str | None]:
+    """``{weight name: sha256}`` of a method's ``weights`` record in run.json (``{}`` when it has none;
+    runs written before weights were recorded hold descriptions there, which count as no weights)."""
+    rec = method_record.get("weights")
+    if not isinstance(rec, dict):
+        return {}
+    return {str(k): v.get("sha256") for k, v in rec.items() if isinstance(v, dict)}
+
+
+def _short(sha) -> str:
+    return sha[:12] if isinstance(sha, str) and sha else "none"
+
+
 def _changes(base_meta: dict, cur_meta: dict, method: str, dataset: str, metric: str) -> list[str]:
     """Why the pair is not comparable (empty when it is)."""
     why = []
@@ -169,6 +182,11 @@ def _changes(base_meta: dict, cur_meta: dict, method: str, dataset: str, metric:
         if bp != cp:
             diff = _dict_diff(bp, cp) if isinstance(bp, dict) and isinstance(cp, dict) else f"{bp!r} -> {cp!r}"
             why.append(f"method params changed ({diff})")
+        bw, cw = _weight_shas(bm), _weight_shas(cm)
+        if bw != cw:
+            diff = ", ".join(f"{n} {_short(bw.get(n))} -> {_short(cw.get(n))}" for n in sorted(set(bw) | set(cw))
+                             if bw.get(n) != cw.get(n))
+            why.append(f"method weights changed (sha256 {diff})")
 
     bs, cs = section(base_meta, "metrics", metric), section(cur_meta, "metrics", metric)
     if bs is None or cs is None:

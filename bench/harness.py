@@ -14,6 +14,14 @@ Execute
     ``scheduler=`` runs on an existing cluster.  Each finished task's result is saved as data
     in the work folder (:meth:`RunWriter.save_result`); a rerun reuses the results whose
     structure fits its task and recomputes the others.
+Weights
+    The driver resolves each selected method's weights once (:func:`bench.weights.resolve_method_weights`:
+    ``--weights`` > imported > shipped) and passes the file to the method in every task
+    (``Job.weights``; the task checks the file still has the resolved sha256).  ``run.json``
+    records ``methods.<name>.weights = {weight: {origin, path, sha256, description}}`` and the
+    job key includes the sha256, so a resumed run never reuses a task computed with other
+    weights.  A method whose weights cannot be found fails (stage ``weights``, one line) and the
+    rest of the run goes on.
 Reduce and store
     The driver reduces states per (method, dataset, metric) (:meth:`Metric.reduce`) and
     writes the run directory (:mod:`bench.store`) while holding the lock of ``--out``
@@ -28,6 +36,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 import traceback
@@ -133,6 +142,8 @@ class Job:
     metrics: list[str]
     preview_keys: list[str]
     info: PredInfo
+    weights: str | None = None                                  # path given to the method (weights=)
+    weights_sha256: dict[str, str] = field(default_factory=dict)  # weight name -> sha256 the driver resolved
 
 
 def _one_line(err: BaseException) -> str:
@@ -170,7 +181,9 @@ def run_job(job: Job) -> dict:
                                 "error": _one_line(err), "traceback": traceback.format_exc()})
 
     try:
-        method = create_method(job.method, job.params, device=job.device)
+        if job.weights is not None:
+            _check_weights(job)
+        method = create_method(job.method, job.params, device=job.device, weights=job.weights)
     except Exception as err:  # noqa: BLE001 - a broken method is data for the report
         for key in job.keys:
             fail(key, "predict", err)
@@ -203,6 +216,48 @@ def run_job(job: Job) -> dict:
         if key in job.preview_keys:
             out["previews"][key] = {"input": previews.image_png(sample.image), "target": previews.target_png(sample.targets),
                                     "output": previews.output_png(pred)}
+    return out
+
+
+def _check_weights(job: Job) -> None:
+    """The weights file still has the sha256 the driver resolved (recorded in run.json and the job key)."""
+    from datagen.safe_read import read_regular_file
+
+    from .weights import MAX_METHOD_WEIGHT_BYTES
+    want = next(iter(job.weights_sha256.values()), None)
+    got = hashlib.sha256(read_regular_file(job.weights, limit=MAX_METHOD_WEIGHT_BYTES, what="weight files")).hexdigest()
+    if want is not None and got != want:
+        raise RuntimeError(f"weights file {job.weights} changed during the run (sha256 {want[:12]} -> {got[:12]})")
+
+
+def parse_weights(items: list[str] | dict | None, methods: list[str]) -> dict[str, str]:
+    """``--weights [NAME=]PATH`` items -> ``{weight name: path}``.  A bare ``PATH`` stands for the one
+    weight the selected ``methods`` use (e.g. galetto2022, shared by galetto2022_um / _sdof)."""
+    from methods import get_method
+    if isinstance(items, dict):
+        items = [f"{k}={v}" for k, v in items.items()]
+    if not items:
+        return {}
+    used: dict[str, list[str]] = {}
+    for m in methods:
+        for w in get_method(m).WEIGHTS or {}:
+            used.setdefault(w, []).append(m)
+    out = {}
+    for item in map(str, items):
+        name, sep, path = item.partition("=")
+        if not (sep and path and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", name)) or Path(item).exists():
+            name, path = "", item             # a bare PATH
+        if not name:
+            if not used:
+                raise UserError(f"--weights {item}: no selected method uses weights")
+            if len(used) > 1:
+                raise UserError(f"--weights {item}: the selected methods use the weights {', '.join(sorted(used))}; "
+                                "give NAME=PATH")
+            name = next(iter(used))
+        if name not in used:
+            raise UserError(f"--weights {item}: no selected method uses weights {name!r} "
+                            f"(they use: {', '.join(sorted(used)) or 'none'})")
+        out[name] = path
     return out
 
 
@@ -274,11 +329,16 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
         roots: dict[str, str] | None = None, out: str | os.PathLike | None = None, device: str = "cpu",
         fail_fast: bool = False, scheduler: str | None = None, workers: int | None = None, report: bool = True,
         baseline: str | os.PathLike | None = None, params: dict[str, dict] | None = None,
+        weights: list[str] | dict[str, str] | None = None,
         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> tuple[Path, int]:
     """Run the benchmark; returns ``(run directory, exit code)``.  Raises :class:`UserError` for bad input
     (also when ``out`` is in use by another run, or holds anything this tool did not write).
 
     ``baseline``: a run directory whose comparison the report includes (``bench nightly``).
+    ``weights``: ``--weights [NAME=]PATH`` items (or ``{name: path}``), the user's files for method
+    weights; the others resolve to the imported or shipped file (:func:`bench.weights.resolve_weights`).
+    A method whose weights cannot be found fails (one line, recorded like other failures) and the
+    run goes on.  ``run.json`` records each method's ``weights: {name: {origin, path, sha256}}``.
     """
     from datagen.errors import writable_dir
     from datagen.lock import output_lock
@@ -311,7 +371,8 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
         if note:
             log(f"note: {note}")
     params = params or {}
-    method_info = {}
+    user_weights = parse_weights(weights, method_names)
+    method_info, method_weights, weight_errors = {}, {}, {}
     for m in method_names:
         cls = get_method(m)
         try:
@@ -319,6 +380,9 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
         except ValidationError as err:
             raise UserError(f"--set for {m}: {describe_validation_error(err)}") from None
         method_info[m] = dict(cls.info(), params=p.model_dump(mode="json"))
+        method_weights[m], weight_errors[m], method_info[m]["weights"] = _resolve_weights(m, cls, user_weights)
+        if weight_errors[m]:
+            log(f"note: {m}: {weight_errors[m]}")
     pairs = plan(method_names, opened, metric_names)
     used_metrics = sorted({m for p in pairs for m in (*p.metrics, *p.na, *p.unavailable)})
     run_id = new_run_id()
@@ -338,14 +402,23 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
             for m, why in p.unavailable.items():
                 _summary_row(writer, p.method, p.dataset, m, "unavailable", why)
         runnable = [p for p in pairs if not p.reason]
-        jobs = []
+        jobs, unresolved = [], []
         for p in runnable:
+            if weight_errors[p.method]:
+                unresolved.append(_weights_failure(p, weight_errors[p.method]))
+                continue
             dset = opened[p.dataset]
             keys = dset.keys()
+            resolved = method_weights[p.method]
+            path = str(next(iter(resolved.values())).path) if resolved else None
+            shas = {w: r.sha256 for w, r in resolved.items()}
             for chunk in _chunks(keys, n_workers):
                 jobs.append(Job(p.method, method_info[p.method]["params"], device, dset, p.dataset, chunk, p.metrics,
-                                [k for k in chunk if k in keys[:PREVIEWS_PER_DATASET]], p.info))
-        if not jobs:
+                                [k for k in chunk if k in keys[:PREVIEWS_PER_DATASET]], p.info,
+                                weights=path, weights_sha256=shas))
+        if not jobs and unresolved:
+            exit_code = _reduce(writer, runnable, opened, unresolved)
+        elif not jobs:
             log("nothing to run: no method fits the selected datasets")
             exit_code = EXIT_NOTHING
         else:
@@ -356,8 +429,27 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
             except KeyboardInterrupt:
                 kept = f"finished tasks are kept in {writer.work}; " if writer.work.is_dir() else ""
                 raise RunInterrupted(f"{kept}rerun with --out {out} to resume") from None
-            exit_code = _reduce(writer, runnable, opened, results)
+            exit_code = _reduce(writer, runnable, opened, results + unresolved)
         return _store(writer, exit_code, report=report, baseline=baseline, t0=t0, log=log)
+
+
+def _resolve_weights(method: str, cls, user: dict[str, str]) -> tuple[dict, str, dict]:
+    """``(resolved, error, run.json record)`` of ``method``'s weights: ``{}``, ``""``, ``{}`` for a
+    method without weights; on failure the one-line error, and the record says it per weight."""
+    from .weights import resolve_method_weights
+    try:
+        resolved = resolve_method_weights(method, user)
+    except UserError as err:
+        msg = _one_line(err)
+        return {}, msg, {w: {"origin": None, "path": None, "sha256": None, "error": msg} for w in cls.WEIGHTS or {}}
+    return resolved, "", {w: dict(r.record(), description=str(cls.WEIGHTS[w])) for w, r in resolved.items()}
+
+
+def _weights_failure(pair: Pair, error: str) -> dict:
+    """A task result standing for a (method, dataset) pair that did not run: its weights are missing."""
+    return {"method": pair.method, "dataset": pair.dataset, "keys": [], "states": {}, "timings": [], "previews": {},
+            "failures": [{"method": pair.method, "dataset": pair.dataset, "key": None, "stage": "weights",
+                          "error": error, "traceback": ""}]}
 
 
 def _store(writer: RunWriter, exit_code: int, *, report: bool, baseline, t0: float, log) -> tuple[Path, int]:
@@ -389,13 +481,16 @@ def _summary_row(writer: RunWriter, method: str, dataset: str, metric: str, stat
 
 
 def job_key(job: Job) -> str:
-    """What a task computes, hashed: method (name, version, parameters), device, dataset id, keys,
-    metrics (name, version), previews.  Equal keys give equal results; a rerun reuses them."""
+    """What a task computes, hashed: method (name, version, parameters, weights sha256), device,
+    dataset id, keys, metrics (name, version), previews.  Equal keys give equal results; a rerun
+    reuses them, never a result computed with other weights."""
     from methods import get_method
     payload = {"method": job.method, "version": get_method(job.method).VERSION, "params": job.params,
                "device": job.device, "dataset": job.dataset_name, "dataset_id": job.dataset.dataset_id,
                "keys": job.keys, "metrics": {m: get_metric(m).spec.version for m in job.metrics},
                "previews": job.preview_keys, "info": asdict(job.info)}
+    if job.weights_sha256:      # only methods with weights: the keys of the others stay as they were
+        payload["weights_sha256"] = job.weights_sha256
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

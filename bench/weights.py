@@ -43,6 +43,21 @@ them (``torch.load(..., weights_only=True)``, ``scipy.io.loadmat``, ``np.load(al
 A file without a sidecar, or with a sidecar whose sha256 differs (e.g. a hand-placed
 ``brisque_svm_weights.pth``), raises a one-line :class:`WeightsUnusable` that says to re-import it.
 Users of the weights (e.g. :mod:`bench.metrics.iqa`) get arrays, never paths.
+
+Method weights
+--------------
+The catalog (:func:`catalog`) is the metric weights of :data:`WEIGHTS` plus the weights that
+registered methods declare in ``Method.WEIGHTS`` (``name -> description``), found by importing
+each method class when the catalog is read (:func:`method_weights`).  A method weight ``NAME`` is
+a torch state dict: shipped inside the package as ``methods/weights/NAME.pt`` with an optional
+model card ``NAME.json`` beside it (:func:`shipped_file`, :func:`model_card`), or imported with
+``bench weights import NAME FILE`` (the file must load with ``torch.load(weights_only=True)`` as a
+dict of tensors or ``{"state_dict": ...}``; stored as ``NAME.pt`` with the same sidecar, at most
+:data:`MAX_METHOD_WEIGHT_BYTES`).  :func:`resolve_weights` picks the file a method uses: a path
+given by the user (``--weights``, origin ``"user"``) > the imported file, verified against its
+sidecar (``"imported"``) > the shipped file (``"shipped"``), and returns its path and sha256.
+Shipped files are trusted like the package's code; a model card whose ``weights.sha256`` differs
+is reported by :func:`weight_status` (``card_matches``), not refused.
 """
 from __future__ import annotations
 
@@ -65,17 +80,25 @@ from datagen.safe_read import UnreadableFile, read_regular_file
 
 __all__ = [
     "ENV_VAR",
+    "MAX_METHOD_WEIGHT_BYTES",
     "MAX_WEIGHT_BYTES",
     "WEIGHTS",
+    "ResolvedWeights",
     "UnknownWeightError",
     "WeightSpec",
     "WeightsMissing",
     "WeightsSourceError",
     "WeightsUnusable",
+    "catalog",
     "import_weights",
     "list_weights",
     "load_weights",
+    "method_weights",
+    "model_card",
     "register_weight",
+    "resolve_method_weights",
+    "resolve_weights",
+    "shipped_file",
     "stored_identity",
     "weight_path",
     "weight_status",
@@ -94,8 +117,13 @@ BRISQUE_RHO = -153.591
 #: :class:`WeightSpec` may set its own ``max_bytes``).  Generous for the real files: the NIQE
 #: .mat / .npz are ~10 kB, the LIVE BRISQUE libsvm text ~0.3 MB and its .pth ~0.2 MB.
 MAX_WEIGHT_BYTES = 16 * 2**20
+#: Largest method weight file (a torch state dict) read, as a source or a stored / shipped file
+#: (bytes); MobileNetV2 of galetto2022 is ~9 MB in float32.
+MAX_METHOD_WEIGHT_BYTES = 64 * 2**20
 #: Largest sidecar read (bytes); a real one is ~0.4 kB.
 MAX_SIDECAR_BYTES = 64 * 2**10
+#: Largest model card read (bytes).
+MAX_CARD_BYTES = 4 * 2**20
 
 Arrays = dict[str, np.ndarray]
 
@@ -133,6 +161,7 @@ class WeightSpec:
     load: Callable[[Path, bytes], Arrays]   # (stored path, its bytes) -> arrays; runs no code from the file
     converter_version: int = 1
     max_bytes: int = MAX_WEIGHT_BYTES       # largest source / stored file read
+    kind: str = "metric"                    # "metric" (WEIGHTS) or "method" (declared by a method)
 
     @property
     def import_hint(self) -> str:
@@ -330,6 +359,43 @@ def _brisque_dump(arrays: Arrays) -> bytes:
     return buf.getvalue()
 
 
+def _state_dict_parse(src: Path, raw: bytes) -> Arrays:
+    """The ``{name: tensor}`` state dict of a torch file read with ``weights_only=True`` (a pickle
+    that would run code is refused before anything runs); ``{"state_dict": ...}`` / ``{"model": ...}``
+    checkpoints are unwrapped.  Tensors come back detached, on the CPU, in the file's order."""
+    import torch
+
+    try:
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - corrupt zip, truncated file, forbidden pickle global, ...
+        raise _Invalid(f"not a torch file readable with weights_only=True ({type(err).__name__}: corrupt, "
+                       "truncated, or holding objects that would run code)") from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not (isinstance(obj, dict) and obj and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())):
+        raise _Invalid(f"holds a {type(obj).__name__}, not a state dict (a dict of parameter names to tensors)")
+    return {k: v.detach().cpu().contiguous() for k, v in obj.items()}
+
+
+def _state_dict_dump(arrays: Arrays) -> bytes:
+    """A plain state dict file (``torch.save`` of ``{name: tensor}``)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(dict(arrays), buf)
+    return buf.getvalue()
+
+
+def _same(a, b) -> bool:
+    if type(a).__module__.startswith("torch"):
+        import torch
+        return torch.is_tensor(b) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    return np.array_equal(a, b)
+
+
 # --------------------------------------------------------------------------------------------
 # registry
 # --------------------------------------------------------------------------------------------
@@ -366,10 +432,46 @@ def register_weight(spec: WeightSpec) -> WeightSpec:
     return spec
 
 
+def _method_spec(name: str, description: str, used_by: tuple[str, ...]) -> WeightSpec:
+    return WeightSpec(
+        name=name, filename=f"{name}.pt", description=description, used_by=used_by,
+        sources=("torch state dict (.pt / .pth read with weights_only=True: {name: tensor} or {'state_dict': ...})",),
+        parse=_state_dict_parse, dump=_state_dict_dump, load=_state_dict_parse,
+        max_bytes=MAX_METHOD_WEIGHT_BYTES, kind="method")
+
+
+def method_weights() -> dict[str, WeightSpec]:
+    """Specs of the weights that registered methods declare (``Method.WEIGHTS``), by weight name.
+
+    Imports each registered method class (lazily: only when this is called); a method that cannot
+    be imported is skipped here (``bench list methods`` reports it).  A name that is also a metric
+    weight of :data:`WEIGHTS` stays the metric weight."""
+    from methods import get_method, list_methods
+
+    found: dict[str, tuple[str, list[str]]] = {}
+    for method in list_methods():
+        try:
+            declared = dict(getattr(get_method(method), "WEIGHTS", None) or {})
+        except Exception:  # noqa: BLE001, S112 - a broken plug-in must not hide the other weights
+            continue
+        for name, description in declared.items():
+            if name not in WEIGHTS:
+                found.setdefault(str(name), (str(description), []))[1].append(method)
+    return {name: _method_spec(name, desc, tuple(users)) for name, (desc, users) in sorted(found.items())}
+
+
+def catalog() -> dict[str, WeightSpec]:
+    """Every known weight: the metric weights of :data:`WEIGHTS` and the methods' (:func:`method_weights`)."""
+    return {**method_weights(), **WEIGHTS}
+
+
 def _spec(name: str) -> WeightSpec:
-    if name not in WEIGHTS:
-        raise UnknownWeightError(unknown_name("weight", name, WEIGHTS))
-    return WEIGHTS[name]
+    if name in WEIGHTS:
+        return WEIGHTS[name]
+    methods = method_weights()
+    if name not in methods:
+        raise UnknownWeightError(unknown_name("weight", name, {**methods, **WEIGHTS}))
+    return methods[name]
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,12 +577,124 @@ def stored_identity(name: str) -> tuple:
     return (str(path), ident(path), ident(_sidecar(path)))
 
 
+def shipped_file(name: str) -> Path | None:
+    """The file of method weight ``name`` shipped in the package (``methods/weights/NAME.pt``), or
+    ``None`` when it is not there (metric weights are never shipped)."""
+    spec = _spec(name)
+    if spec.kind != "method":
+        return None
+    folder = _shipped_dir()
+    path = folder / spec.filename if folder else None
+    return path if path is not None and path.is_file() else None
+
+
+def _shipped_dir() -> Path | None:
+    from importlib import resources
+
+    from methods.torch_inference import WEIGHTS_DIR, WEIGHTS_PACKAGE
+    try:
+        return Path(str(resources.files(WEIGHTS_PACKAGE) / WEIGHTS_DIR))
+    except (ModuleNotFoundError, OSError, TypeError):  # pragma: no cover - a package without files
+        return None
+
+
+def model_card(name: str) -> dict | None:
+    """The model card (``methods/weights/NAME.json``) of method weight ``name``, or ``None`` when
+    there is none or it is not a JSON object."""
+    spec = _spec(name)
+    folder = _shipped_dir() if spec.kind == "method" else None
+    if folder is None:
+        return None
+    try:
+        card = json.loads(read_regular_file(folder / f"{spec.name}.json", limit=MAX_CARD_BYTES))
+    except (UnreadableFile, ValueError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def _card_summary(card: dict | None) -> dict:
+    """Key figures of a model card: profile, epochs, best val accuracy, test accuracy, weights sha256."""
+    if not card:
+        return {}
+
+    def get(*path):
+        cur = card
+        for p in path:
+            cur = cur.get(p) if isinstance(cur, dict) else None
+        return cur
+
+    return {"profile": get("profile"), "epochs": get("epochs_run"), "val_acc": get("val", "best", "acc"),
+            "test_acc": get("test", "acc"), "sha256": get("weights", "sha256")}
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """The weights file a method uses: ``origin`` ``"user"`` (``--weights``), ``"imported"`` or
+    ``"shipped"``, its absolute ``path`` and the ``sha256`` of its bytes."""
+    name: str
+    origin: str
+    path: Path
+    sha256: str
+
+    def record(self) -> dict:
+        """``{"origin", "path", "sha256"}`` (``run.json``)."""
+        return {"origin": self.origin, "path": str(self.path), "sha256": self.sha256}
+
+
+def _read_weight(spec: WeightSpec, path: Path, what: str) -> bytes:
+    try:
+        return read_regular_file(path, limit=spec.max_bytes, what="weight files")
+    except UnreadableFile as err:
+        raise WeightsUnusable(f"{spec.name} weights: {what} {path} {err}") from None
+
+
+def resolve_weights(name: str, user_path: str | os.PathLike | None = None) -> ResolvedWeights:
+    """The file weight ``name`` is used from: ``user_path`` when given > the imported file (verified
+    against its sidecar) > the file shipped in the package.  Raises (one line)
+    :class:`WeightsMissing` when there is none, :class:`WeightsUnusable` when the chosen one cannot
+    be read or an imported file fails its sidecar check (never a silent fall-back to another file)."""
+    spec = _spec(name)
+    if user_path is not None:
+        path = Path(user_path).expanduser().absolute()
+        if not path.exists():
+            raise WeightsMissing(f"{name} weights: --weights {path} does not exist")
+        return ResolvedWeights(name, "user", path, _sha256_bytes(_read_weight(spec, path, "--weights")))
+    stored = weights_dir() / spec.filename
+    if stored.exists():
+        path, raw = _verified_bytes(spec)
+        return ResolvedWeights(name, "imported", path.absolute(), _sha256_bytes(raw))
+    shipped = shipped_file(name)
+    if shipped is not None:
+        return ResolvedWeights(name, "shipped", shipped.absolute(), _sha256_bytes(_read_weight(spec, shipped, "shipped file")))
+    where = " and none is shipped in the package" if spec.kind == "method" else ""
+    raise WeightsMissing(f"weights missing: {name} is not imported ({stored}){where}; run: {spec.import_hint}"
+                         + (" or pass --weights PATH" if spec.kind == "method" else ""))
+
+
+def resolve_method_weights(method: str, user: dict[str, str | os.PathLike] | None = None) -> dict[str, ResolvedWeights]:
+    """:func:`resolve_weights` of every weight method ``method`` declares (``{}`` for none); ``user``
+    maps a weight name to the user's file.  A method gets one ``weights=`` path, so a method that
+    declares several weights is a :class:`UserError`."""
+    from methods import get_method
+
+    declared = list(get_method(method).WEIGHTS or {})
+    if len(declared) > 1:
+        raise UserError(f"{method} declares {len(declared)} weights ({', '.join(declared)}); "
+                        "bench passes one weights path to a method")
+    user = user or {}
+    return {w: resolve_weights(w, user.get(w)) for w in declared}
+
+
 def weight_status(name: str) -> dict:
-    """``name, path, present, sha256 (None when absent), source_sha256, imported_at, used_by,
-    description`` plus ``filename``, ``sources``, ``source_file``, ``verified`` (the file's
-    sha256 matches its sidecar, i.e. :func:`load_weights` may use it; ``None`` when there is no
-    sidecar, e.g. a file copied by hand, which is never used) and ``state``: ``"verified"``,
-    ``"unverified"`` (present but not usable: re-import it) or ``"missing"``."""
+    """``name, kind ("metric" / "method"), path, present, sha256 (None when absent), origin,
+    source_sha256, imported_at, used_by, description`` plus ``filename``, ``sources``,
+    ``source_file``, ``verified`` (the stored file's sha256 matches its sidecar, i.e. it may be used;
+    ``None`` when there is no sidecar, e.g. a file copied by hand, which is never used) and
+    ``state``: ``"verified"`` (usable), ``"unverified"`` (present but not usable: re-import it) or
+    ``"missing"``.  ``origin`` is ``"imported"`` or ``"shipped"`` (the file :func:`resolve_weights`
+    uses without ``--weights``) or ``None``.  Method weights add ``shipped_path``, ``card`` (the
+    model card or ``None``), ``card_summary`` and ``card_matches`` (the card's weights sha256 equals
+    the shipped file's; ``None`` without a card sha256).  Never raises for a known name."""
     spec = _spec(name)
     path = weights_dir() / spec.filename
     present = path.is_file()
@@ -490,11 +704,13 @@ def weight_status(name: str) -> dict:
         sha = None
     side = _read_sidecar(path) if present else None
     verified = (sha is not None and side.get("sha256") == sha) if side else None
-    return {
+    row = {
         "name": spec.name,
+        "kind": spec.kind,
         "path": str(path),
         "present": present,
         "state": "verified" if verified else "unverified" if present else "missing",
+        "origin": "imported" if present else None,
         "sha256": sha,
         "source_sha256": side.get("source_sha256") if side else None,
         "source_file": side.get("source_file") if side else None,
@@ -505,11 +721,27 @@ def weight_status(name: str) -> dict:
         "filename": spec.filename,
         "sources": list(spec.sources),
     }
+    if spec.kind == "method":
+        shipped = shipped_file(name)
+        card = model_card(name)
+        summary = _card_summary(card)
+        shipped_sha = None
+        if shipped is not None:
+            try:
+                shipped_sha = _sha256_bytes(read_regular_file(shipped, limit=spec.max_bytes, what="weight files"))
+            except UnreadableFile:
+                shipped = None
+        if not present and shipped is not None:
+            row.update(path=str(shipped), present=True, state="verified", origin="shipped", sha256=shipped_sha)
+        card_sha = summary.get("sha256")
+        row.update(shipped_path=str(shipped) if shipped else None, card=card, card_summary=summary,
+                   card_matches=None if not (card_sha and shipped_sha) else card_sha == shipped_sha)
+    return row
 
 
 def list_weights() -> list[dict]:
-    """:func:`weight_status` of every registered weight, sorted by name."""
-    return [weight_status(name) for name in sorted(WEIGHTS)]
+    """:func:`weight_status` of every weight of the :func:`catalog` (metrics and methods), sorted by name."""
+    return [weight_status(name) for name in sorted(catalog())]
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,7 +775,7 @@ def _convert(spec: WeightSpec, src: Path, raw: bytes) -> bytes:
         raise WeightsSourceError(f"{spec.name} weights: {src.name}: {err}; give {' or '.join(spec.sources)}") from None
     data = spec.dump(arrays)
     back = spec.load(Path(spec.filename), data)
-    if back.keys() != arrays.keys() or not all(np.array_equal(back[k], arrays[k]) for k in arrays):
+    if back.keys() != arrays.keys() or not all(_same(back[k], arrays[k]) for k in arrays):
         raise RuntimeError(f"bench.weights: {spec.name}: the stored file does not load back to the imported arrays")
     return data
 

@@ -153,6 +153,30 @@ def test_changed_configuration_is_not_comparable(tmp_path, change, words):
     assert not has_regression(list(rows.values()))
 
 
+def _with_weights(meta: dict, sha: str) -> dict:
+    meta = copy.deepcopy(meta)
+    meta["methods"]["zhuo"]["weights"] = {"zhuo_net": {"origin": "shipped", "path": "/w/zhuo_net.pt", "sha256": sha}}
+    return meta
+
+
+def test_changed_weights_sha256_is_not_comparable(tmp_path):
+    """Same method version and params, only the weights' sha256 differs: never compared."""
+    vals = base_values()
+    cur = dict(vals)
+    cur[ZR] = vals[ZR] + 1.0       # would be "worse" if compared
+    base = write_run(tmp_path / "a", vals, meta=_with_weights(META, "a" * 64))
+    rows = by_key(compare_runs(base, write_run(tmp_path / "b", cur, meta=_with_weights(META, "b" * 64))))
+    assert rows[ZR].mark == "not comparable" and rows[ZR].ci_low is None
+    assert rows[ZR].reason == f"method weights changed (sha256 zhuo_net {'a' * 12} -> {'b' * 12})"
+    assert rows[NR].mark == "unchanged"            # nlbm's weights did not change
+    assert not has_regression([rows[ZR]])
+    # the same weights (another path or origin) stay comparable: only the bytes count
+    same = _with_weights(META, "a" * 64)
+    same["methods"]["zhuo"]["weights"]["zhuo_net"].update(origin="user", path="/elsewhere.pt")
+    rows = by_key(compare_runs(base, write_run(tmp_path / "c", cur, meta=same)))
+    assert rows[ZR].mark == "worse"
+
+
 def test_status_transitions(tmp_path):
     vals = base_values()
     na = ("nlbm", "synth_enhance", "psnr")

@@ -76,7 +76,9 @@ def test_registry_and_status_when_absent(wdir):
         assert st["state"] == "missing"
         assert st["path"] == str(wdir / spec.filename)
         assert {"name", "path", "present", "sha256", "source_sha256", "imported_at", "used_by", "description"} <= set(st)
-    assert [r["name"] for r in W.list_weights()] == sorted(W.WEIGHTS)
+    rows = W.list_weights()           # the catalog: metric weights and those methods declare
+    assert [r["name"] for r in rows] == sorted(W.catalog()) and set(W.WEIGHTS) <= {r["name"] for r in rows}
+    assert {r["name"] for r in rows if r["kind"] == "metric"} == set(W.WEIGHTS)
     assert not wdir.exists()          # status never creates the folder
 
 
