@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datagen.atomic import atomic_write_bytes, fsync_dir
+from datagen.atomic import atomic_write_bytes, fsync_dir, temp_target
 from datagen.errors import OutputError, UserError
 
 FORMAT = "defocusbench-run"
@@ -71,7 +71,6 @@ _DTYPES = {"value": "float64", "n": "int64", "point": "int64", "threshold": "flo
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 _JOB_NAME = re.compile(r"[0-9a-f]{24}\.json")
-_TEMP_NAME = re.compile(r"\.(?P<base>.+)\.\d+\.[0-9a-f]{8}\.tmp")   # datagen.atomic.write_temp's names
 
 
 def git_info(repo: Path | None = None) -> dict:
@@ -312,8 +311,8 @@ def _remove_our_temps(folder: Path, ours: Callable[[str], bool]) -> None:
     (relative to ``folder``) when a process was killed mid-write."""
     for rel in _entries(folder)[0]:
         parent, _, name = rel.rpartition("/")
-        m = _TEMP_NAME.fullmatch(name)
-        if m and ours(f"{parent}/{m['base']}" if parent else m["base"]) and _regular(folder / rel):
+        target = temp_target(name)
+        if target and ours(f"{parent}/{target}" if parent else target) and _regular(folder / rel):
             (folder / rel).unlink()
 
 

@@ -6,8 +6,12 @@ through :func:`datagen.writer.atomic_h5`, which uses :func:`fsync_dir` from here
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
+
+#: Names :func:`write_temp` gives its temporaries: ``.<name>.<pid>.<8 hex>.tmp`` beside ``<name>``.
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.\d+\.[0-9a-f]{8}\.tmp")
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:
@@ -22,6 +26,13 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def temp_target(name: str) -> str | None:
+    """The file name a temporary of :func:`write_temp` named ``name`` was written for, else ``None``
+    (to clean up after a writer that was killed before its rename)."""
+    m = _TEMP_NAME.fullmatch(name)
+    return m["target"] if m else None
 
 
 def write_temp(path: str | os.PathLike, data: bytes) -> Path:

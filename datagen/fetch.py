@@ -18,7 +18,6 @@ PNG archives we fetch do not compress at all).  A failed unpack removes its stag
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -32,8 +31,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from .errors import OutputError, SourceError, UserError, writable_dir
+from .filehash import file_sha256
 
-CHUNK = 1 << 20  # bytes per read, write and hash step
+CHUNK = 1 << 20  # bytes per read and write step
 #: Largest accepted (sum of members' uncompressed sizes) / (archive size).
 MAX_UNPACK_RATIO = 4
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -236,18 +236,10 @@ def _network_error(url: str, exc: BaseException, part: Path) -> SourceError:
                        f"then rerun the same command to resume from {part}")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _verify(part: Path, archive: Archive, url: str) -> None:
     """Check size and SHA-256; on mismatch rename to ``NAME.corrupt`` and raise."""
     size = part.stat().st_size
-    digest = _sha256(part) if size == archive.size else None
+    digest = file_sha256(part) if size == archive.size else None
     if digest == archive.sha256:
         return
     got = f"sha256 {digest}" if digest else f"{size} bytes"

@@ -60,20 +60,24 @@ def _unreadable(path, err: OSError) -> SourceError:
     return SourceError(f"{path}: cannot read image ({err.strerror or err}); check the path and permissions")
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 (hex) of a file's bytes, read :data:`READ_SIZE` bytes at a time (hashlib releases
-    the GIL on large updates, so threads hash in parallel).  One-line :class:`SourceError` if
-    the file cannot be read."""
+    the GIL on large updates, so threads hash in parallel).  ``OSError`` if it cannot be read."""
     h = hashlib.sha256()
     buf = bytearray(READ_SIZE)
     view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """:func:`file_sha256` of a source image; one-line :class:`SourceError` if it cannot be read."""
     try:
-        with open(path, "rb", buffering=0) as fh:
-            while n := fh.readinto(buf):
-                h.update(view[:n])
+        return file_sha256(path)
     except OSError as err:
         raise _unreadable(path, err) from None
-    return h.hexdigest()
 
 
 def _signature(st: os.stat_result) -> list[int]:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from datagen.atomic import atomic_write_bytes
+from datagen.filehash import file_sha256
 
 from .recipes import Recipe
 
@@ -326,18 +327,9 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
         "peak_rss_mb": peak_rss_mb(), "memory_note": "training fields held in memory: "
         f"{train_x.nbytes + train_y.nbytes} bytes (train), {sum(a.nbytes for a in val)} bytes (val subset)",
         "hardware": hardware(dev), "versions": versions(),
-        "weights": {"file": MODEL, "sha256": _sha256(out / MODEL), "dtype": "float32"},
+        "weights": {"file": MODEL, "sha256": file_sha256(out / MODEL), "dtype": "float32"},
         **(extra_card or {}),
     }
     _atomic_bytes(out / CARD, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     log(f"done: {out / MODEL} (best val acc {best['val_acc']:.4f} at epoch {best['epoch']})")
     return card
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
