@@ -365,19 +365,17 @@ def _state_dict_parse(src: Path, raw: bytes) -> Arrays:
     checkpoints are unwrapped.  Tensors come back detached, on the CPU, in the file's order."""
     import torch
 
+    from methods.torch_inference import unwrap_state_dict
+
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - corrupt zip, truncated file, forbidden pickle global, ...
         raise _Invalid(f"not a torch file readable with weights_only=True ({type(err).__name__}: corrupt, "
                        "truncated, or holding objects that would run code)") from None
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not (isinstance(obj, dict) and obj and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())):
+    state = unwrap_state_dict(obj, torch)
+    if state is None:
         raise _Invalid(f"holds a {type(obj).__name__}, not a state dict (a dict of parameter names to tensors)")
-    return {k: v.detach().cpu().contiguous() for k, v in obj.items()}
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def _state_dict_dump(arrays: Arrays) -> bytes:

@@ -38,7 +38,7 @@ from typing import Any
 from datagen.errors import UserError
 
 __all__ = ["available_cores", "configure_threads", "import_torch", "inference", "load_state_dict",
-           "prepare_model", "resolve_device", "shipped_weights"]
+           "prepare_model", "resolve_device", "shipped_weights", "unwrap_state_dict"]
 
 #: Package folder of the shipped weights (``methods/weights/``).
 WEIGHTS_PACKAGE = "methods"
@@ -165,16 +165,25 @@ def _read_state_dict(path: Path, torch: Any) -> dict:
         first = " ".join(str(err).split())[:160] or type(err).__name__
         raise UserError(f"weights file {path} is not a torch state dict readable with weights_only=True "
                         f"({type(err).__name__}: {first})") from None
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+    state = unwrap_state_dict(obj, torch)
+    if state is None:
         raise UserError(f"weights file {path} does not hold a state dict (a mapping of parameter names "
                         f"to tensors); got {type(obj).__name__}")
-    return obj
+    return state
+
+
+def unwrap_state_dict(obj: Any, torch: Any) -> dict | None:
+    """The ``{name: tensor}`` state dict in what ``torch.load`` returned: a plain state dict, or a
+    checkpoint ``{"state_dict": sd}`` / ``{"model": sd}``; ``None`` when it holds anything else
+    (an empty dict, non-string keys, values that are not tensors)."""
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if isinstance(obj, dict) and obj and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
+        return obj
+    return None
 
 
 def load_state_dict(model: Any, path: str | os.PathLike, *, device: Any = "cpu") -> Any:
