@@ -272,9 +272,10 @@ def cmd_weights(args) -> int:
 def cmd_train(args) -> int:
     from .train import train
     card = train(args.method, args.corpus, profile=args.profile, device=args.device, out=args.out,
-                 resume=args.resume, seed=args.seed, overrides=_parse_sets(args.set))
+                 resume=args.resume, seed=args.seed, overrides=_parse_sets(args.set), test_corpus=args.test_corpus)
     best = card["val"]["best"]
-    print(f"{card['method']}: best val acc {best['acc']:.4f} (epoch {best['epoch']}); "
+    test = f"; test acc {card['test']['acc']:.4f} (n {card['test']['n']})" if card.get("test") else ""
+    print(f"{card['method']}: best val acc {best['acc']:.4f} (epoch {best['epoch']}){test}; "
           f"weights {card['weights']['file']} sha256 {card['weights']['sha256'][:12]}")
     return EXIT_OK
 
@@ -355,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a learned method on a corpus (checkpoints, resume, model card)")
     s.add_argument("method")
     s.add_argument("--corpus", required=True, help="a corpus file built by `datagen build`")
+    s.add_argument("--test-corpus", help="a corpus never used in training whose test split gives the card's "
+                                         "test metrics (default: --corpus's own test split, if any)")
     s.add_argument("--profile", default="smoke", help="smoke (seconds), cpu (~35 min on 2 cores) or full (the paper; GPU)")
     s.add_argument("--device", default="cpu", help="cpu or cuda")
     s.add_argument("--out", help="output folder (default runs/train/<method>-<profile>-<seed>)")

@@ -72,7 +72,8 @@ class RunInterrupted(KeyboardInterrupt):
 
 #: Which method outputs each dataset task scores.
 FITS = {"detection": ("blur_map",), "defocus_map": ("blur_map",), "patch_blur": ("blur_map",),
-        "enhancement": ("enhanced_image", "restored_image"), "restoration": ("restored_image",)}
+        "enhancement": ("enhanced_image", "restored_image"), "restoration": ("restored_image",),
+        "nr_enhancement": ("enhanced_image", "restored_image")}
 #: Metrics run by default on each task.
 DEFAULT_METRICS = {
     "detection": ("accuracy_alpha", "accuracy_oracle", "pr_hifst"),
@@ -80,6 +81,7 @@ DEFAULT_METRICS = {
     "patch_blur": ("mae_sigma", "level_accuracy"),
     "enhancement": ("psnr", "ssim", "psnr_y", "ssim_y", "niqe", "brisque", "piqe"),
     "restoration": ("psnr", "ssim", "psnr_y", "ssim_y", "niqe", "brisque", "piqe"),
+    "nr_enhancement": ("niqe", "brisque", "piqe"),     # photos without a reference (Galetto & Deng Table 6)
 }
 PROFILE_DATASETS = {"quick": ("synth_detection", "synth_defocus", "synth_enhance"),
                     "full": ("synth_detection", "synth_defocus", "synth_enhance", "cuhk", "rtf")}
@@ -144,6 +146,7 @@ class Job:
     info: PredInfo
     weights: str | None = None                                  # path given to the method (weights=)
     weights_sha256: dict[str, str] = field(default_factory=dict)  # weight name -> sha256 the driver resolved
+    metric_weights_sha256: dict[str, str] = field(default_factory=dict)  # the metrics' weights in use -> sha256
 
 
 def _one_line(err: BaseException) -> str:
@@ -318,6 +321,27 @@ def _chunks(keys: list[str], workers: int) -> list[list[str]]:
     return [keys[i:i + n] for i in range(0, len(keys), n)]
 
 
+def _metric_weights(metrics: dict[str, dict]) -> dict[str, str]:
+    """Record in ``metrics`` (run.json's) which file each metric weight comes from
+    (``weights_used: {name: {origin, path, sha256}}``, or ``{error}`` when it cannot be used) and
+    return ``{weight name: sha256}`` of the usable ones (for the job key)."""
+    from .weights import WeightsUnusable, resolve_weights
+
+    shas: dict[str, str] = {}
+    for info in metrics.values():
+        used = {}
+        for w in info.get("weights", []):
+            try:
+                rec = resolve_weights(w)
+            except WeightsUnusable as err:
+                used[w] = {"error": str(err)}
+                continue
+            used[w], shas[w] = rec.record(), rec.sha256
+        if used:
+            info["weights_used"] = used
+    return shas
+
+
 def metric_spec_dict(name: str) -> dict:
     """A metric's spec as JSON-ready data (run.json, ``bench list metrics``)."""
     d = asdict(get_metric(name).spec)
@@ -338,7 +362,9 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
     ``weights``: ``--weights [NAME=]PATH`` items (or ``{name: path}``), the user's files for method
     weights; the others resolve to the imported or shipped file (:func:`bench.weights.resolve_weights`).
     A method whose weights cannot be found fails (one line, recorded like other failures) and the
-    run goes on.  ``run.json`` records each method's ``weights: {name: {origin, path, sha256}}``.
+    run goes on.  ``run.json`` records each method's ``weights: {name: {origin, path, sha256}}``
+    (plus ``card``, the model card of exactly that file, when there is one) and each metric's
+    ``weights_used`` (NIQE, BRISQUE).
     """
     from datagen.errors import writable_dir
     from datagen.lock import output_lock
@@ -393,6 +419,7 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
             "datasets": {n: {"dataset_id": d.dataset_id, "version": d.VERSION, "task": d.TASK, "n": len(d.keys()),
                              "description": getattr(d, "description", d.DESCRIPTION)} for n, d in opened.items()},
             "metrics": {m: metric_spec_dict(m) for m in used_metrics}}
+    metric_shas = _metric_weights(meta["metrics"])
     writable_dir(out.absolute().parent, hint="choose another --out")   # the lock file lives beside --out
     with output_lock(out):
         writer = RunWriter(out, meta)
@@ -415,7 +442,9 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
             for chunk in _chunks(keys, n_workers):
                 jobs.append(Job(p.method, method_info[p.method]["params"], device, dset, p.dataset, chunk, p.metrics,
                                 [k for k in chunk if k in keys[:PREVIEWS_PER_DATASET]], p.info,
-                                weights=path, weights_sha256=shas))
+                                weights=path, weights_sha256=shas,
+                                metric_weights_sha256={w: metric_shas[w] for m in p.metrics
+                                                       for w in get_metric(m).spec.weights if w in metric_shas}))
         if not jobs and unresolved:
             exit_code = _reduce(writer, runnable, opened, unresolved)
         elif not jobs:
@@ -436,13 +465,19 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
 def _resolve_weights(method: str, cls, user: dict[str, str]) -> tuple[dict, str, dict]:
     """``(resolved, error, run.json record)`` of ``method``'s weights: ``{}``, ``""``, ``{}`` for a
     method without weights; on failure the one-line error, and the record says it per weight."""
-    from .weights import resolve_method_weights
+    from .weights import card_for, resolve_method_weights
     try:
         resolved = resolve_method_weights(method, user)
     except UserError as err:
         msg = _one_line(err)
         return {}, msg, {w: {"origin": None, "path": None, "sha256": None, "error": msg} for w in cls.WEIGHTS or {}}
-    return resolved, "", {w: dict(r.record(), description=str(cls.WEIGHTS[w])) for w, r in resolved.items()}
+    records = {}
+    for w, r in resolved.items():
+        records[w] = dict(r.record(), description=str(cls.WEIGHTS[w]))
+        card = card_for(r)
+        if card is not None:    # the report renders it (training curve, confusion matrix)
+            records[w]["card"] = card
+    return resolved, "", records
 
 
 def _weights_failure(pair: Pair, error: str) -> dict:
@@ -491,6 +526,8 @@ def job_key(job: Job) -> str:
                "previews": job.preview_keys, "info": asdict(job.info)}
     if job.weights_sha256:      # only methods with weights: the keys of the others stay as they were
         payload["weights_sha256"] = job.weights_sha256
+    if job.metric_weights_sha256:   # only tasks scoring a metric with weights (NIQE, BRISQUE)
+        payload["metric_weights_sha256"] = job.metric_weights_sha256
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

@@ -27,8 +27,11 @@ def default_out(method: str, profile: str, seed: int) -> Path:
 
 def train(method: str, corpus: str | os.PathLike, *, profile: str = "smoke", device: str = "cpu",
           out: str | os.PathLike | None = None, resume: bool = False, seed: int = 0,
-          overrides: dict | None = None) -> dict:
-    """Train ``method`` on ``corpus``; returns the model card (see :mod:`methods.training`)."""
+          overrides: dict | None = None, test_corpus: str | os.PathLike | None = None) -> dict:
+    """Train ``method`` on ``corpus``; returns the model card (see :mod:`methods.training`).
+
+    ``test_corpus``: a corpus of the same generator whose ``test`` split gives the card's test metrics.
+    """
     from datagen.corpus import info
     from datagen.lock import output_lock
     from methods import recipes, training
@@ -59,6 +62,15 @@ def train(method: str, corpus: str | os.PathLike, *, profile: str = "smoke", dev
     for split in ("train", "val"):
         if meta["counts"][split]["samples"] == 0:
             raise SourceError(f"{corpus}: the {split} split is empty; {method} needs train and val samples")
+    if test_corpus is not None:
+        tmeta = info(test_corpus)
+        if tmeta["generator"] != recipe.generator:
+            raise SourceError(f"--test-corpus {test_corpus}: a {tmeta['generator']!r} corpus; {method} is tested "
+                              f"on {recipe.generator!r} corpora")
+        if tmeta["counts"]["test"]["samples"] == 0:
+            raise SourceError(f"--test-corpus {test_corpus}: the test split is empty")
+        if tmeta["dataset_id"] == meta["dataset_id"]:
+            raise SourceError("--test-corpus is the training corpus; give a corpus never used in training")
     ident = training.corpus_identity(corpus)
     missing = [s for s in ("train", "val") if ident["counts"][s] == 0]
     if missing:
@@ -74,6 +86,7 @@ def train(method: str, corpus: str | os.PathLike, *, profile: str = "smoke", dev
     with output_lock(out):
         try:
             return training.train(recipe, corpus, out=out, profile=profile, device=device, resume=resume, seed=seed,
-                                  overrides=overrides, extra_card={"git": git_info()})
+                                  overrides=overrides, extra_card={"git": git_info()},
+                                  test_corpus=test_corpus)
         except training.TrainingInputError as err:
             raise OutputError(str(err)) from None

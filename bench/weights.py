@@ -34,6 +34,13 @@ Re-importing the same source is a no-op; a failed import leaves the folder as it
 and stored files are read by :func:`datagen.safe_read.read_regular_file`: regular files only (never a FIFO or a
 device such as ``/dev/zero``), at most :data:`MAX_WEIGHT_BYTES`.
 
+Shipped metric files
+--------------------
+The NIQE and BRISQUE model files ship inside the package, in their source formats, in
+``bench/metrics/iqa_models/`` (``README.md`` there: source and terms), with their sha256 pinned
+in the spec (``shipped``, ``shipped_sha256``).  They are used when nothing is imported, so a fresh
+installation reports real NIQE and BRISQUE values; an imported file takes precedence.
+
 Use
 ---
 Nothing in the weights folder is trusted for being there.  :func:`load_weights` reads the stored
@@ -89,6 +96,7 @@ __all__ = [
     "WeightsMissing",
     "WeightsSourceError",
     "WeightsUnusable",
+    "card_for",
     "catalog",
     "import_weights",
     "list_weights",
@@ -106,6 +114,8 @@ __all__ = [
 ]
 
 ENV_VAR = "DEFOCUSBENCH_WEIGHTS"
+#: Folder of the metric model files shipped in the package (``bench/metrics/iqa_models/``).
+METRIC_MODELS_DIR = "iqa_models"
 DEFAULT_DIR = Path("~") / ".cache" / "defocusbench" / "weights"
 
 NIQE_FEATURES = 36
@@ -162,6 +172,8 @@ class WeightSpec:
     converter_version: int = 1
     max_bytes: int = MAX_WEIGHT_BYTES       # largest source / stored file read
     kind: str = "metric"                    # "metric" (WEIGHTS) or "method" (declared by a method)
+    shipped: str | None = None              # metric weights: a source file in bench/metrics/iqa_models/
+    shipped_sha256: str | None = None       # ... and its pinned digest
 
     @property
     def import_hint(self) -> str:
@@ -409,6 +421,8 @@ WEIGHTS: dict[str, WeightSpec] = {
         parse=_niqe_arrays,
         dump=_niqe_dump,
         load=_niqe_arrays,
+        shipped="niqe_pris_params.npz",
+        shipped_sha256="2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296",
     ),
     "brisque": WeightSpec(
         name="brisque",
@@ -420,6 +434,8 @@ WEIGHTS: dict[str, WeightSpec] = {
         parse=_brisque_parse,
         dump=_brisque_dump,
         load=_brisque_from_pth,
+        shipped="brisque_allmodel_live.txt",
+        shipped_sha256="f95f47571d61a4c6cfcbdad92b37651c029880091b2b9fe6d7d523b1cfbb4dbe",
     ),
 }
 
@@ -508,8 +524,8 @@ def _trusted_sha256(spec: WeightSpec, path: Path) -> tuple[str | None, str]:
     """``(digest, why)``: the sha256 the stored file ``path`` of ``spec`` must have, or ``None`` and why not.
 
     The one place that decides which digest makes a stored file usable: today the ``sha256`` of the
-    sidecar :func:`import_weights` wrote.  (A file shipped inside the package would carry its digest
-    in its :class:`WeightSpec` and be checked here the same way.)
+    sidecar :func:`import_weights` wrote.  (The metric files shipped inside the package are checked
+    against ``WeightSpec.shipped_sha256`` in :func:`_verified_bytes`.)
     """
     side = _read_sidecar(path)
     sha = side.get("sha256") if side else None
@@ -521,9 +537,19 @@ def _trusted_sha256(spec: WeightSpec, path: Path) -> tuple[str | None, str]:
 
 
 def _verified_bytes(spec: WeightSpec) -> tuple[Path, bytes]:
-    """``(path, bytes)`` of the stored file of ``spec``, read once and checked against its trusted sha256."""
+    """``(path, bytes)`` of the file of ``spec`` in use, read once and checked against its trusted
+    sha256: the imported file when there is one, else the file shipped in the package (metric
+    weights; checked against ``spec.shipped_sha256``).  The shipped file is in a *source* format,
+    so :func:`load_weights` parses it with ``spec.parse`` (the imported one with ``spec.load``)."""
     path = weights_dir() / spec.filename
     redo = f"re-import it: {spec.import_hint}"
+    shipped = _shipped_metric_file(spec)
+    if not path.exists() and shipped is not None:
+        raw = _read_weight(spec, shipped, "shipped file")
+        if _sha256_bytes(raw) != spec.shipped_sha256:
+            raise WeightsUnusable(f"weights not verified: the shipped file {shipped} does not match its pinned sha256 "
+                                  f"(the installation is damaged; reinstall the package or run: {spec.import_hint})")
+        return shipped, raw
     try:
         raw = read_regular_file(path, limit=spec.max_bytes, what="weight files (MAX_WEIGHT_BYTES)")
     except UnreadableFile as err:
@@ -555,7 +581,7 @@ def load_weights(name: str) -> Arrays:
     spec = _spec(name)
     path, raw = _verified_bytes(spec)
     try:
-        return spec.load(path, raw)
+        return (spec.parse if path == _shipped_metric_file(spec) else spec.load)(path, raw)
     except _Invalid as err:
         raise WeightsUnusable(f"weights unusable: {path}: {err}; re-import it: {spec.import_hint}") from None
 
@@ -575,12 +601,25 @@ def stored_identity(name: str) -> tuple:
     return (str(path), ident(path), ident(_sidecar(path)))
 
 
+def _shipped_metric_file(spec: WeightSpec) -> Path | None:
+    """The source file of metric weight ``spec`` shipped in ``bench/metrics/iqa_models/``, or ``None``."""
+    if spec.kind != "metric" or not spec.shipped:
+        return None
+    from importlib import resources
+    try:
+        path = Path(str(resources.files("bench.metrics") / METRIC_MODELS_DIR / spec.shipped))
+    except (ModuleNotFoundError, OSError, TypeError):  # pragma: no cover - a package without files
+        return None
+    return path if path.is_file() else None
+
+
 def shipped_file(name: str) -> Path | None:
-    """The file of method weight ``name`` shipped in the package (``methods/weights/NAME.pt``), or
-    ``None`` when it is not there (metric weights are never shipped)."""
+    """The file of weight ``name`` shipped in the package, or ``None`` when it is not there: a
+    method's ``methods/weights/NAME.pt``, a metric's source file in ``bench/metrics/iqa_models/``
+    (see its ``README.md`` for source and terms)."""
     spec = _spec(name)
     if spec.kind != "method":
-        return None
+        return _shipped_metric_file(spec)
     folder = _shipped_dir()
     path = folder / spec.filename if folder else None
     return path if path is not None and path.is_file() else None
@@ -608,6 +647,27 @@ def model_card(name: str) -> dict | None:
     except (UnreadableFile, ValueError):
         return None
     return card if isinstance(card, dict) else None
+
+
+def card_for(resolved: ResolvedWeights) -> dict | None:
+    """The model card that describes exactly the file ``resolved`` (its ``weights.sha256`` equals the
+    file's), or ``None``: the shipped card for shipped weights; for a user's file, the
+    ``model_card.json`` that ``bench train`` wrote beside it."""
+    spec = _spec(resolved.name)
+    if spec.kind != "method":
+        return None
+    if resolved.origin == "shipped":
+        card = model_card(resolved.name)
+    elif resolved.origin == "user":
+        try:
+            card = json.loads(read_regular_file(resolved.path.parent / "model_card.json", limit=MAX_CARD_BYTES))
+        except (UnreadableFile, ValueError):
+            return None
+    else:
+        return None
+    if not isinstance(card, dict) or _card_summary(card).get("sha256") != resolved.sha256:
+        return None
+    return card
 
 
 def _card_summary(card: dict | None) -> dict:
@@ -663,6 +723,9 @@ def resolve_weights(name: str, user_path: str | os.PathLike | None = None) -> Re
         return ResolvedWeights(name, "imported", path.absolute(), _sha256_bytes(raw))
     shipped = shipped_file(name)
     if shipped is not None:
+        if spec.kind == "metric":
+            path, raw = _verified_bytes(spec)
+            return ResolvedWeights(name, "shipped", path.absolute(), _sha256_bytes(raw))
         return ResolvedWeights(name, "shipped", shipped.absolute(), _sha256_bytes(_read_weight(spec, shipped, "shipped file")))
     where = " and none is shipped in the package" if spec.kind == "method" else ""
     raise WeightsMissing(f"weights missing: {name} is not imported ({stored}){where}; run: {spec.import_hint}"
@@ -719,6 +782,16 @@ def weight_status(name: str) -> dict:
         "filename": spec.filename,
         "sources": list(spec.sources),
     }
+    if spec.kind == "metric":
+        shipped = _shipped_metric_file(spec)
+        row["shipped_path"] = str(shipped) if shipped else None
+        if not present and shipped is not None:
+            try:
+                sha = _sha256_bytes(_verified_bytes(spec)[1])
+                row.update(path=str(shipped), present=True, state="verified", origin="shipped", sha256=sha,
+                           verified=True, source_file=spec.shipped)
+            except WeightsUnusable:
+                row.update(path=str(shipped), present=True, state="unverified", origin=None, verified=False)
     if spec.kind == "method":
         shipped = shipped_file(name)
         card = model_card(name)

@@ -27,6 +27,9 @@ _BUILTIN = {
     "gum_deng2011": "methods.classical.gum:GeneralizedUnsharpMask",
     "cas_amd": "methods.classical.cas:ContrastAdaptiveSharpening",
     "identity": "methods.classical.reference:Identity",
+    "galetto2022": "methods.galetto2022:Galetto2022",
+    "galetto2022_um": "methods.galetto2022:Galetto2022UM",
+    "galetto2022_sdof": "methods.galetto2022:Galetto2022SDoF",
 }
 
 #: What a method name may be: a letter, then letters, digits, ``_`` or ``-``; at most 64 characters.

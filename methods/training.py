@@ -28,6 +28,7 @@ Imports: torch, numpy, h5py and datagen.atomic (stdlib only) (what a bare GPU ma
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -131,6 +132,20 @@ def epoch_order(n: int, k: int | None, *, seed: int, epoch: int) -> np.ndarray:
     return perm if k is None else perm[: min(int(k), n)]
 
 
+def learning_rate(hp: dict, *, step: int, total: int) -> float:
+    """The learning rate of optimizer step ``step`` of ``total``: a pure function of the step, so a
+    resumed run needs no scheduler state.  ``hp["lr_schedule"]``: ``constant`` (default; ``hp["lr"]``
+    throughout) or ``cosine`` (``lr * (1 + cos(pi * step / total)) / 2``, from ``lr`` down to 0)."""
+    schedule = hp.get("lr_schedule", "constant")
+    if schedule == "constant":
+        return float(hp["lr"])
+    if schedule == "cosine":
+        # a Python float: the optimizer state (and so the checkpoint) must hold no numpy scalar, which
+        # torch.load(weights_only=True) refuses
+        return float(hp["lr"]) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    raise ValueError(f"unknown lr_schedule {schedule!r}; known: constant, cosine")
+
+
 # ----------------------------------------------------------------------------- hardware
 def default_threads() -> int:
     """Torch CPU threads: ``OMP_NUM_THREADS`` when set, else the cores this process may run on."""
@@ -198,10 +213,21 @@ def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def progress_bar(*, epoch: int, epochs: int, done: int, total: int, loss: float, acc: float, rate: float,
+                 width: int = 24) -> str:
+    """One terminal line of training progress (redrawn in place): epoch, bar, %, loss, accuracy,
+    samples/s and the epoch's ETA."""
+    frac = min(max(done / max(total, 1), 0.0), 1.0)
+    fill = round(frac * width)
+    eta = (total - done) / max(rate, 1e-9)
+    return (f"epoch {epoch}/{epochs} [{'#' * fill}{'.' * (width - fill)}] {100 * frac:3.0f}% loss {loss:.4f} "
+            f"acc {acc:.4f} {rate:.0f} samples/s eta {int(eta) // 60}:{int(eta) % 60:02d}")
+
+
 def train(recipe: Recipe, corpus: str | os.PathLike, *, out: str | os.PathLike, profile: str = "smoke",
           device: str = "cpu", resume: bool = False, seed: int = 0, overrides: dict | None = None,
           extra_card: dict | None = None, threads: int | None = None, stop_after: int | None = None,
-          log=_progress) -> dict | None:
+          test_corpus: str | os.PathLike | None = None, log=_progress) -> dict | None:
     """Train ``recipe`` on ``corpus`` into ``out`` (see the module docstring); returns the model card.
 
     The caller has checked the corpus (generator, splits) and made ``out``; it should hold
@@ -209,6 +235,8 @@ def train(recipe: Recipe, corpus: str | os.PathLike, *, out: str | os.PathLike, 
     git sha).  ``threads``: torch CPU threads (default :func:`default_threads`).  ``stop_after``: run
     at most this many epochs in this call and return None, leaving the checkpoint for ``resume``
     (not part of the recipe: a time-sliced run ends with the weights of a straight one).
+    ``test_corpus``: take the test metrics of the card from the ``test`` split of this corpus (one never
+    used in training, e.g. gauss20 of the DIV2K validation images) instead of ``corpus``'s own.
     """
     t_start = time.perf_counter()
     out = Path(out)
@@ -226,13 +254,14 @@ def train(recipe: Recipe, corpus: str | os.PathLike, *, out: str | os.PathLike, 
         torch.use_deterministic_algorithms(True)
     try:
         return _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed, extra_card, log, t_start,
-                      stop_after)
+                      stop_after, test_corpus)
     finally:
         torch.use_deterministic_algorithms(prev_det)
         torch.set_num_threads(prev_threads)
 
 
-def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed, extra_card, log, t_start, stop_after):
+def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed, extra_card, log, t_start, stop_after,
+           test_corpus):
     torch.manual_seed(seed)
     fields = list(recipe.fields)
     train_x, train_y = load_split(corpus, "train", fields)
@@ -253,6 +282,8 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
         log(f"resuming {recipe.method} at epoch {start + 1}/{hp['epochs']} from {out / CHECKPOINT}")
 
     bs = int(hp["batch_size"])
+    n_per_epoch = len(epoch_order(n_train, hp["train_samples"], seed=seed, epoch=0))
+    steps_per_epoch = (n_per_epoch + bs - 1) // bs
     end = int(hp["epochs"]) if stop_after is None else min(int(hp["epochs"]), start + int(stop_after))
     for epoch in range(start, end):
         t0 = time.perf_counter()
@@ -260,9 +291,14 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
         n_ep = len(order)
         n_batches = (n_ep + bs - 1) // bs
         every = max(1, n_batches // 10)
+        bar = log is _progress and sys.stderr.isatty()      # a redrawn bar on a terminal, else ~10 % lines
+        bar_every = max(1, n_batches // 200)
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         for b in range(n_batches):
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(hp, step=epoch * steps_per_epoch + b,
+                                            total=int(hp["epochs"]) * steps_per_epoch)
             idx = torch.from_numpy(order[b * bs:(b + 1) * bs]).to(dev)
             x, y = recipe.batch(t_train.index_select(0, idx), l_train.index_select(0, idx))
             logits = model(x)
@@ -273,7 +309,13 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.detach().argmax(1) == y).sum())
             seen += len(y)
-            if (b + 1) % every == 0 or b + 1 == n_batches:
+            if bar and ((b + 1) % bar_every == 0 or b + 1 == n_batches):
+                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                sys.stderr.write("\r" + progress_bar(epoch=epoch + 1, epochs=int(hp["epochs"]), done=seen, total=n_ep,
+                                                      loss=loss_sum / seen, acc=correct / seen, rate=rate))
+                sys.stderr.write("\n" if b + 1 == n_batches else "")
+                sys.stderr.flush()
+            elif not bar and ((b + 1) % every == 0 or b + 1 == n_batches):
                 dt = time.perf_counter() - t0
                 rate = seen / max(dt, 1e-9)
                 eta = (n_ep - seen) / max(rate, 1e-9)
@@ -305,10 +347,16 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
     _atomic_torch(out / MODEL, best_state)
     model.load_state_dict(best_state)
     test = None
-    if ident["counts"]["test"] > 0:
+    test_src = corpus if test_corpus is None else test_corpus
+    test_ident = ident if test_corpus is None else corpus_identity(test_corpus)
+    if test_ident["counts"]["test"] > 0:
         num_classes = recipe.arch.get("num_classes")
-        t = evaluate(model, recipe, load_split(corpus, "test", fields), device=dev, num_classes=num_classes)
-        test = {"loss": t["loss"], "acc": t["acc"], "n": t["n"], "confusion": t.get("confusion")}
+        t = evaluate(model, recipe, load_split(test_src, "test", fields), device=dev, num_classes=num_classes)
+        test = {"loss": t["loss"], "acc": t["acc"], "n": t["n"], "confusion": t.get("confusion"),
+                "corpus": {"path": str(Path(test_src).absolute()), "name": test_ident.get("name"),
+                           "dataset_id": test_ident.get("dataset_id"),
+                           "content_sha256": test_ident.get("content_sha256")}}
+        log(f"test accuracy {t['acc']:.4f} on {t['n']} samples of {test_ident.get('name')}")
     best = max(history, key=lambda h: h["val_acc"])
     card = {
         "method": recipe.method, "recipe_version": recipe.version,
@@ -322,6 +370,7 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
                 "last": {"epoch": history[-1]["epoch"], "loss": history[-1]["val_loss"], "acc": history[-1]["val_acc"]},
                 "n": len(val[1])},
         "test": test,
+        "history": history,   # the training curve (log.jsonl), rendered by the report
         "wall_seconds": sum(h["seconds"] for h in history),
         "wall_seconds_this_process": time.perf_counter() - t_start,
         "peak_rss_mb": peak_rss_mb(), "memory_note": "training fields held in memory: "

@@ -114,3 +114,14 @@ def run_bench(*args: str, **kw) -> subprocess.CompletedProcess:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+@pytest.fixture
+def no_shipped_metric_files(monkeypatch):
+    """An installation without the NIQE / BRISQUE files of ``bench/metrics/iqa_models`` (what cannot
+    exist in this checkout): only imported metric weights are there to be used."""
+    from bench import weights
+    from bench.metrics import iqa
+
+    monkeypatch.setattr(weights, "_shipped_metric_file", lambda spec: None)
+    monkeypatch.setattr(iqa, "_CACHE", {})

@@ -104,8 +104,9 @@ def test_rtf_layout_and_crop(tmp_path):
 
 def test_every_dataset_declares_its_contract():
     for name, cls in DATASETS.items():
-        assert cls.NAME == name and cls.TASK in ("detection", "defocus_map", "enhancement", "restoration", "patch_blur")
-        assert cls.TARGETS and cls.VERSION and cls.DESCRIPTION
+        assert cls.NAME == name and cls.TASK in ("detection", "defocus_map", "enhancement", "restoration", "patch_blur",
+                                                  "nr_enhancement")
+        assert (cls.TARGETS or cls.TASK == "nr_enhancement") and cls.VERSION and cls.DESCRIPTION
 
 
 @pytest.mark.realdata
@@ -167,3 +168,41 @@ def test_synth_defocus_layers_are_disk_blurred():
     for radius in np.unique(r):
         sel = r == radius
         np.testing.assert_allclose(s.image[sel], psf.disk_blur(sharp, float(radius))[sel], atol=1e-6)
+
+
+def test_photo_sets_without_reference(tmp_path):
+    """kodak24 and cuhk_photos: photos only (no targets), content ids, one-line errors."""
+    from bench.harness import DEFAULT_METRICS, plan
+
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    for i in (1, 2, 24):
+        Image.fromarray(synthetic_photo(i, 40, 48)).save(kodak / f"kodim{i:02d}.png")
+    Image.fromarray(synthetic_photo(9, 40, 48)).save(kodak / "other.png")        # not a Kodak name: ignored
+    d = open_dataset("kodak24", root=kodak)
+    assert d.keys() == ["kodim01", "kodim02", "kodim24"] and "3 of 24 photos present" in d.description
+    s = d.load("kodim02")
+    assert s.image.shape == (40, 48, 3) and s.image.dtype == np.float32 and s.targets == {}
+    first = d.dataset_id
+    Image.fromarray(synthetic_photo(5, 40, 48)).save(kodak / "kodim02.png")
+    assert open_dataset("kodak24", root=kodak).dataset_id != first               # content, not names
+    with pytest.raises(UserError, match="no photo named kodim01"):
+        open_dataset("kodak24", root=tmp_path)
+    with pytest.raises(UserError, match="needs its folder"):
+        open_dataset("kodak24")
+
+    c = open_dataset("cuhk_photos", root=_cuhk(tmp_path / "c", n=2))
+    assert c.keys() == ["out_of_focus0001", "out_of_focus0002"] and c.load(c.keys()[0]).targets == {}
+    with pytest.raises(UserError, match="no image/ folder"):
+        open_dataset("cuhk_photos", root=kodak)
+
+    # enhancers are scored by the no-reference metrics only; blur maps do not fit
+    pairs = {p.method: p for p in plan(["identity", "local_std"], {"kodak24": d}, None)}
+    assert pairs["identity"].metrics + list(pairs["identity"].unavailable) == list(DEFAULT_METRICS["nr_enhancement"])
+    assert pairs["local_std"].reason.startswith("local_std provides blur_map")
+
+
+@pytest.mark.realdata
+def test_shared_kodak24_and_cuhk_photos():
+    assert len(open_dataset("kodak24", root=shared_data("kodak24"))) == 24
+    assert len(open_dataset("cuhk_photos", root=shared_data("cuhk"))) == 5

@@ -98,7 +98,7 @@ def test_threads_share_the_cached_metric_safely(offline_pyiqa):
 
 
 @pytest.mark.parametrize("name", ["niqe", "brisque"])
-def test_missing_weights_are_reported_not_fetched(offline_pyiqa, empty_weights, name):
+def test_missing_weights_are_reported_not_fetched(offline_pyiqa, empty_weights, no_shipped_metric_files, name):
     from bench.metrics.iqa import WeightsMissing, score_image
 
     path = weight_path(name)
@@ -224,9 +224,22 @@ def calibration():
     return images, matlab
 
 
+@pytest.fixture(params=["imported", "shipped"])
+def weights_origin(request, offline_pyiqa, tmp_path, monkeypatch):
+    """The real model files, imported from ../shared/data or as shipped in the package."""
+    if request.param == "imported":
+        request.getfixturevalue("real_weights")
+    else:
+        monkeypatch.setenv(ENV_VAR, str(tmp_path / "empty-weights"))
+    return request.param
+
+
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", ["niqe", "brisque"])
-def test_calibration_values(real_weights, calibration, name):
+def test_calibration_values(weights_origin, calibration, name):
+    from bench.weights import resolve_weights
+
+    assert resolve_weights(name).origin == weights_origin
     images, matlab = calibration
     metric = create_metric(name)
     assert metric.unavailable() is None

@@ -20,7 +20,6 @@ from methods.base import Method, check_image
 from methods.nets.mobilenetv2 import MobileNetV2
 
 REPO = Path(__file__).resolve().parents[1]
-GALETTO = "galetto2022=methods.galetto2022:Galetto2022,galetto2022_um=methods.galetto2022:Galetto2022UM"
 RECORD_ENV = "DEFOCUSBENCH_TEST_WEIGHTS_RECORD"
 
 
@@ -58,7 +57,6 @@ PLUGINS = ("toy_weighted=tests.test_method_weights:WeightedMethod,"
 def wdir(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "weights"
     monkeypatch.setenv(W.ENV_VAR, str(folder))
-    monkeypatch.setenv("DEFOCUSBENCH_METHODS", GALETTO)
     return folder
 
 
@@ -98,7 +96,7 @@ def test_bench_weights_import_stores_a_mobilenetv2_state_dict_for_galetto2022(wd
     assert side["sha256"] == sha(stored) and side["source_sha256"] == sha(src)
     st = W.weight_status("galetto2022")
     assert (st["kind"], st["state"], st["origin"], st["sha256"]) == ("method", "verified", "imported", sha(stored))
-    assert st["used_by"] == ["galetto2022", "galetto2022_um"]
+    assert st["used_by"] == ["galetto2022", "galetto2022_sdof", "galetto2022_um"]
     # the stored file is the plain state dict, and galetto2022 loads it strictly
     from methods.galetto2022 import Galetto2022
     net = Galetto2022(weights=str(stored)).model()
@@ -137,7 +135,7 @@ def test_importing_a_non_state_dict_fails_in_one_line_without_running_code(wdir,
     assert ("not a state dict" in err) if kind in ("tensor", "list") else ("weights_only=True" in err)
     assert not marker.exists()                       # the pickle's code never ran
     assert not wdir.exists() or not any(wdir.iterdir())
-    assert W.weight_status("galetto2022")["state"] == "missing"
+    assert W.weight_status("galetto2022")["origin"] == "shipped"      # nothing imported: the shipped file stays in use
 
 
 def test_unknown_weight_is_one_line(wdir):
@@ -219,6 +217,30 @@ def test_job_key_carries_the_weights_sha256():
     with_a = job_key(job)
     job.weights_sha256 = {"toyw": "b" * 64}
     assert len({plain, with_a, job_key(job)}) == 3
+
+
+def test_metric_weights_in_use_are_recorded_and_in_the_job_key(tmp_path, monkeypatch):
+    """run.json says which NIQE / BRISQUE file scored a run; a task never reuses a result scored
+    with another metric file (e.g. after `bench weights import niqe FILE`)."""
+    from bench.datasets import open_dataset
+    from bench.harness import Job, _metric_weights, job_key, metric_spec_dict
+    from bench.metrics import PredInfo
+
+    monkeypatch.setenv(W.ENV_VAR, str(tmp_path / "w"))
+    metrics = {m: metric_spec_dict(m) for m in ("niqe", "brisque", "piqe")}
+    shas = _metric_weights(metrics)
+    assert shas == {n: W.WEIGHTS[n].shipped_sha256 for n in ("niqe", "brisque")}
+    rec = metrics["niqe"]["weights_used"]["niqe"]
+    assert (rec["origin"], rec["sha256"]) == ("shipped", W.WEIGHTS["niqe"].shipped_sha256)
+    assert "weights_used" not in metrics["piqe"]
+
+    dset = open_dataset("synth_detection", profile="quick")
+    job = Job("local_std", {}, "cpu", dset, "synth_detection", dset.keys()[:1], ["niqe"], [], PredInfo())
+    plain = job_key(job)
+    job.metric_weights_sha256 = {"niqe": "a" * 64}
+    keyed = job_key(job)
+    job.metric_weights_sha256 = {"niqe": "b" * 64}
+    assert len({plain, keyed, job_key(job)}) == 3
 
 
 def _toy_file(path: Path, value: float) -> Path:

@@ -51,10 +51,23 @@ def test_info_and_declarations(name):
         create_method(name, {"no_such_parameter": 1})
 
 
+def test_learned_methods_ship_their_weights_and_model_card():
+    """Every registered method that declares weights runs out of the box: the file is shipped."""
+    from bench.weights import model_card, resolve_weights, shipped_file
+
+    learned = [n for n in NAMES if _needs_weights(n)]
+    assert {"galetto2022", "galetto2022_um", "galetto2022_sdof"} <= set(learned)
+    for name in learned:
+        for weight in get_method(name).WEIGHTS:
+            assert shipped_file(weight) is not None, f"{name}: no shipped file for weights {weight}"
+            card = model_card(weight)
+            assert card and card["weights"]["sha256"] == resolve_weights(weight).sha256 or \
+                resolve_weights(weight).origin != "shipped"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_predict_shape_dtype_finite_and_deterministic(name):
-    if _needs_weights(name):
-        pytest.skip(f"{name} needs weights ({', '.join(get_method(name).WEIGHTS)})")
+    """Learned methods run with their shipped weights (no import step)."""
     method = create_method(name)
     img = _image()
     before = img.copy()
@@ -65,6 +78,8 @@ def test_predict_shape_dtype_finite_and_deterministic(name):
     assert np.isfinite(out).all()
     if method.PROVIDES != "blur_map":
         assert out.min() >= 0.0 and out.max() <= 1.0
+    elif method.UNITS in ("sigma_px", "radius_px"):
+        assert out.min() >= 0.0, "a blur size in pixels is never negative"
     again = method.predict(img.copy())
     np.testing.assert_array_equal(out, again)
     # float64 input is accepted the same way

@@ -7,6 +7,7 @@ import shutil
 import sys
 import time
 import types
+from html import escape as html_escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -39,6 +40,18 @@ VALUES = {
     ("gauss20", "mae_sigma"): {"sharpnet": 1.9, "blurmap<x>": 1.4},
     ("gauss20", "spearman"): {"sharpnet": 0.66},         # blurmap<x>: n/a
 }
+_CONF = (np.eye(4, dtype=int) * 8 + 1).tolist()     # accuracy 36 / 48 (the plot's, from the matrix)
+CARD = {"method": "sharpnet", "recipe_version": "1", "architecture": {"name": "Net", "blocks": 3},
+        "corpus": {"name": f"corpus {EVIL}", "dataset_id": "cafe0123", "content_sha256": "cd" * 32,
+                   "counts": {"train": 1000, "val": 200, "test": 0}},
+        "profile": "cpu", "hyperparameters": {"lr": 0.001}, "epochs_run": 3, "seed": 0,
+        "val": {"best": {"epoch": 3, "loss": 0.5, "acc": 0.75}, "n": 200},
+        "test": {"acc": 0.625, "n": 48, "confusion": _CONF, "corpus": {"name": "testcorpus", "dataset_id": "beef"}},
+        "history": [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.2 / e, "train_acc": 0.2 * e, "val_acc": 0.25 * e}
+                    for e in (1, 2, 3)],
+        "wall_seconds": 1800.0, "hardware": {"cpu": "TestCPU", "cores": 2, "torch_threads": 2, "device": "cpu"},
+        "git": {"sha": "f" * 40, "dirty": False}, "versions": {"torch": "2.x"},
+        "weights": {"file": "model.pt", "sha256": "ab" * 32}}
 NA_REASON = "method provides relative blur only"
 UNAVAILABLE_REASON = "needs scikit-learn"
 FAIL_ERROR = f"RuntimeError: CUDA kernel exploded {EVIL}"
@@ -50,13 +63,16 @@ def _png(path: Path, seed: int, size=(48, 32)) -> None:
     Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
 
 
-def make_run(root: Path, run_id: str = "run-current", *, shift: float = 0.0) -> Path:
+def make_run(root: Path, run_id: str = "run-current", *, shift: float = 0.0, cards: bool = True) -> Path:
     """A run directory following the runner's schema: 2 datasets, 3 methods (one failing)."""
     root.mkdir(parents=True, exist_ok=True)
     methods = {m: {"name": m, "version": "1.0", "provides": "blur_map", "units": "sigma_px",
                    "higher": "blurrier", "description": f"method {m}", "reference": "https://example.org/paper",
                    "params": {"k": 3}} for m in METHODS}
     methods["sharpnet"]["description"] = f"Sharpness net {EVIL}"
+    for m in ("sharpnet", "blurmap<x>") if cards else ():   # two methods sharing one weights file with a card
+        methods[m]["weights"] = {"netw": {"origin": "shipped", "path": "/pkg/netw.pt", "sha256": "ab" * 32,
+                                          "description": "test weights", "card": CARD}}
     info = {
         "format": "defocusbench-run", "format_version": 1, "run_id": run_id,
         "created": "2024-05-01T12:00:00+00:00", "profile": "quick", "device": "cpu",
@@ -310,7 +326,7 @@ def test_write_report_atomic_and_default_path(run_dir, tmp_path):
 
 def test_empty_and_partial_run(tmp_path):
     """Zero-row parquet files, no failures/previews, a missing curves file: still a report."""
-    root = make_run(tmp_path / "empty")
+    root = make_run(tmp_path / "empty", cards=False)
     for name, cols in (("summary", ["method", "dataset", "metric", "value", "n", "status", "reason", "extras",
                                     "higher_is_better", "unit"]),
                        ("samples", ["method", "dataset", "metric", "key", "value"]),
@@ -372,3 +388,23 @@ def test_names_with_dollar_signs_are_plain_text_not_mathtext(tmp_path):
     html = render_report(root)
     svgs = "".join(re.findall(r"<svg.*?</svg>", html, flags=re.DOTALL))
     assert "$x^$" in svgs and "$\\alpha$ 50%" in svgs and "$g_{20" in svgs
+
+
+def test_model_cards_section(run_dir):
+    """One card per weights file (shared by two methods): facts, training curve, confusion matrix."""
+    html = render_report(run_dir)
+    start = html.index('<section id="model-cards">')
+    section = html[start:html.index("</section>", start)]
+    assert section.count("<h3>") == 1 and ">netw<" in section
+    assert f"corpus {html_escape(EVIL)}" in section and EVIL not in section      # escaped, never raw HTML
+    for fact in ("sharpnet, blurmap&lt;x&gt;", "cafe0123", "best accuracy 75.00 % at epoch 3",
+                 "accuracy 62.50 %, within one level 87.50 % on 48 samples of testcorpus", "30.0 min on TestCPU", "f" * 40):
+        assert fact in section, fact
+    assert section.count("<svg") == 2 and "training curve" in section and "test confusion (accuracy 0.750" in section
+
+
+def test_model_cards_section_without_cards(tmp_path):
+    from bench.report_cards import cards_section
+
+    assert "No method of this run used weights with a model card" in cards_section({"m": {"weights": {}}})
+    assert "<svg" not in cards_section({"m": {"weights": {"w": {"sha256": "x", "card": {"history": []}}}}})

@@ -142,8 +142,10 @@ def test_writer_replaces_only_runs_of_its_own_both_formats(tmp_path):
     assert json.loads((ours / "run.json").read_text())["files"]
     _write_run(ours, "second")                                 # a run of ours: replaced
     assert json.loads((ours / "run.json").read_text())["run_id"] == "second"
-    legacy = shutil.copytree(BASELINE, tmp_path / "legacy")    # format 1 (no file list), e.g. the baseline
-    assert "files" not in json.loads((legacy / "run.json").read_text())
+    legacy = shutil.copytree(BASELINE, tmp_path / "legacy")    # format 1 (no file list), as runs before it were
+    meta = json.loads((legacy / "run.json").read_text())
+    meta.pop("files", None)
+    (legacy / "run.json").write_text(json.dumps(dict(meta, format_version=1)))
     _write_run(legacy, "third")
     assert json.loads((legacy / "run.json").read_text())["run_id"] == "third"
     assert not (legacy / "report.html").exists() and not list(tmp_path.glob("*.incomplete"))

@@ -4,6 +4,7 @@ exit 2, nothing overwritten) -- on a tiny gauss20 corpus built once for the modu
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -127,6 +128,16 @@ def test_deterministic_and_resume_equals_straight_run(corpus, straight, tmp_path
     assert all(torch.equal(ca["model"][k], cc["model"][k]) for k in ca["model"])
     assert all(torch.equal(ca["optimizer"]["state"][k]["exp_avg_sq"], cc["optimizer"]["state"][k]["exp_avg_sq"])
                for k in ca["optimizer"]["state"])
+    # the cosine learning rate (the cpu profile's) resumes exactly too: it is a function of the step
+    cos = dict(OVER, lr_schedule="cosine")
+    e, f = tmp_path / "e", tmp_path / "f"
+    e.mkdir()
+    f.mkdir()
+    training.train(recipe, corpus, out=e, overrides=cos, log=msgs.append)
+    training.train(recipe, corpus, out=f, overrides=cos, stop_after=1, log=msgs.append)
+    training.train(recipe, corpus, out=f, overrides=cos, resume=True, log=msgs.append)
+    assert (e / "model.pt").read_bytes() == (f / "model.pt").read_bytes()
+    assert (e / "model.pt").read_bytes() != (straight / "model.pt").read_bytes()
     # another seed gives other weights (the check above can fail)
     d = tmp_path / "d"
     assert _bench("--corpus", corpus, "--out", d, *FAST, "--set", "epochs=1", "--seed", "1") == 0
@@ -166,6 +177,18 @@ def _err(capsys) -> str:
     return err
 
 
+def _without_split(corpus: Path, dst: Path, split: str, *, dataset_id: str | None = None) -> Path:
+    """A copy of ``corpus`` whose attributes say ``split`` is empty (and, optionally, another id)."""
+    shutil.copy(corpus, dst)
+    with h5py.File(dst, "r+") as f:
+        counts = json.loads(f.attrs["counts"])
+        counts[split]["samples"] = 0
+        f.attrs["counts"] = json.dumps(counts)
+        if dataset_id is not None:
+            f.attrs["dataset_id"] = dataset_id
+    return dst
+
+
 def test_bad_inputs_one_line_exit_2_nothing_written(corpus, tmp_path, capsys):
     out = tmp_path / "o"
     assert main(["train", "galetto2023", "--corpus", str(corpus), "--out", str(out)]) == 2
@@ -203,14 +226,17 @@ def test_bad_inputs_one_line_exit_2_nothing_written(corpus, tmp_path, capsys):
         f.attrs["generator"] = "disk22"
     assert _bench("--corpus", other, "--out", out) == 2
     assert "gauss20" in _err(capsys)
-    empty = tmp_path / "empty.h5"
-    shutil.copy(corpus, empty)
-    with h5py.File(empty, "r+") as f:
-        counts = json.loads(f.attrs["counts"])
-        counts["val"]["samples"] = 0
-        f.attrs["counts"] = json.dumps(counts)
+    empty = _without_split(corpus, tmp_path / "empty.h5", "val")
     assert _bench("--corpus", empty, "--out", out) == 2
     assert "val split is empty" in _err(capsys)
+    # --test-corpus: of another generator, without a test split, or the training corpus itself
+    assert _bench("--corpus", corpus, "--test-corpus", other, "--out", out) == 2
+    assert "--test-corpus" in _err(capsys)
+    no_test = _without_split(corpus, tmp_path / "no_test.h5", "test", dataset_id="fedcba9876543210")
+    assert _bench("--corpus", corpus, "--test-corpus", no_test, "--out", out) == 2
+    assert "test split is empty" in _err(capsys)
+    assert _bench("--corpus", corpus, "--test-corpus", corpus, "--out", out) == 2
+    assert "never used in training" in _err(capsys)
     assert not out.exists()
 
     # unwritable --out
@@ -267,6 +293,73 @@ def test_epoch_order_is_seeded_subset():
     assert sorted(training.epoch_order(50, None, seed=0, epoch=0)) == list(range(50))
 
 
+def test_test_corpus_gives_the_card_its_test_metrics(corpus, tmp_path):
+    """--test-corpus: the card's test metrics come from another corpus's test split, named in the card."""
+    other = tmp_path / "test_corpus.h5"
+    shutil.copy(corpus, other)
+    with h5py.File(other, "r+") as f:
+        f.attrs["dataset_id"] = "00000000deadbeef"     # stands for a corpus built from other images
+        n_test = f["test/label"].shape[0]
+    out = tmp_path / "o"
+    assert _bench("--corpus", corpus, "--test-corpus", other, "--out", out, *FAST, "--set", "epochs=1") == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["test"]["corpus"]["dataset_id"] == "00000000deadbeef" and card["test"]["n"] == n_test
+    assert card["test"]["corpus"]["path"] == str(other.absolute()) and len(card["history"]) == 1
+
+
+def test_progress_bar_line():
+    line = training.progress_bar(epoch=2, epochs=8, done=48_000, total=96_000, loss=1.23456, acc=0.5, rate=400.0,
+                                 width=10)
+    assert line == "epoch 2/8 [#####.....]  50% loss 1.2346 acc 0.5000 400 samples/s eta 2:00"
+
+
+def test_a_terminal_gets_a_redrawn_bar_and_a_pipe_gets_lines(corpus, tmp_path):
+    import pty
+    import threading
+
+    cmd = [str(BIN / "bench"), "train", "galetto2022", "--corpus", str(corpus), *FAST, "--set", "epochs=1"]
+    master, slave = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    done = subprocess.run([*cmd, "--out", str(tmp_path / "tty")], stdin=slave, stdout=slave, stderr=slave,
+                          timeout=300, check=False)
+    os.close(slave)
+    reader.join(timeout=10)
+    os.close(master)
+    text = b"".join(chunks).decode(errors="replace")
+    assert done.returncode == 0, text
+    assert "\r" in text and "epoch 1/1 [" in text and "samples/s eta" in text
+    piped = subprocess.run([*cmd, "--out", str(tmp_path / "pipe")], capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert piped.returncode == 0 and "\r" not in piped.stderr and "epoch 1/1 100% loss" in piped.stderr
+
+
+def test_learning_rate_schedules():
+    hp = {"lr": 1e-3}
+    assert training.learning_rate(hp, step=7, total=10) == 1e-3                  # constant by default
+    cos = dict(hp, lr_schedule="cosine")
+    rates = [training.learning_rate(cos, step=s, total=100) for s in range(101)]
+    assert rates[0] == pytest.approx(1e-3) and rates[50] == pytest.approx(5e-4) and rates[100] == pytest.approx(0)
+    assert all(a >= b for a, b in itertools.pairwise(rates))
+    assert all(type(r) is float for r in rates)     # no numpy scalar in the optimizer state (weights_only)
+    with pytest.raises(KeyError, match="lr_schedule must be one of constant, cosine"):
+        GALETTO2022.hparams("smoke", {"lr_schedule": "step"})
+    assert GALETTO2022.hparams("cpu")["lr_schedule"] == "cosine"
+    assert GALETTO2022.hparams("smoke", {"lr_schedule": "cosine"})["lr_schedule"] == "cosine"
+
+
 def test_batch_transform_and_profiles():
     x, y = GALETTO2022.batch(torch.tensor([[[0, 255]]], dtype=torch.uint8), torch.tensor([3], dtype=torch.int64))
     assert x.shape == (1, 1, 1, 2) and x.dtype == torch.float32 and x.tolist() == [[[[0.0, 1.0]]]]
@@ -275,3 +368,27 @@ def test_batch_transform_and_profiles():
     assert (full["epochs"], full["batch_size"], full["lr"], full["train_samples"]) == (100, 128, 1e-3, None)
     assert GALETTO2022.fingerprint("smoke", GALETTO2022.hparams("smoke"), 0) != \
         GALETTO2022.fingerprint("smoke", GALETTO2022.hparams("smoke"), 1)
+
+
+def test_smoke_weights_predict_and_run_with_their_card(straight, tmp_path):
+    """train (smoke) -> checkpoint -> predict: the trained model.pt drives `bench predict` and
+    `bench run --weights`, and the run records the model card written beside it."""
+    from PIL import Image
+
+    from .conftest import synthetic_photo
+
+    image = tmp_path / "photo.png"
+    Image.fromarray(synthetic_photo(3, 64, 80)).save(image)
+    model = straight / "model.pt"
+    assert main(["predict", "galetto2022", str(image), "--out", str(tmp_path / "pred"), "--weights", str(model),
+                 "--set", "refine_iterations=1", "--set", "guide_iterations=1"]) == 0
+    m = np.load(tmp_path / "pred" / "photo.npy")
+    assert m.shape == (64, 80) and m.dtype == np.float32 and 0 <= m.min() and m.max() <= 19
+
+    assert main(["run", "--methods", "galetto2022", "--datasets", "synth_detection", "--weights", str(model),
+                 "--workers", "1", "--out", str(tmp_path / "run"), "--no-report",
+                 "--set", "galetto2022.refine_iterations=1"]) == 0
+    rec = json.loads((tmp_path / "run" / "run.json").read_text())["methods"]["galetto2022"]["weights"]["galetto2022"]
+    card = json.loads((straight / "model_card.json").read_text())
+    assert rec["origin"] == "user" and rec["sha256"] == card["weights"]["sha256"] and rec["card"] == card
+    assert [h["epoch"] for h in rec["card"]["history"]] == [1, 2]

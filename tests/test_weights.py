@@ -16,7 +16,8 @@ from datagen.safe_read import UnreadableFile, read_regular_file
 
 
 @pytest.fixture
-def wdir(tmp_path, monkeypatch) -> Path:
+def wdir(tmp_path, monkeypatch, no_shipped_metric_files) -> Path:
+    """An empty weights folder in an installation without shipped metric files (the import path)."""
     folder = tmp_path / "weights"
     monkeypatch.setenv(W.ENV_VAR, str(folder))
     return folder
@@ -520,3 +521,56 @@ def test_no_loader_in_the_package_runs_code_from_files():
                           if tuple(toks[i:i + n]) == pattern
                           and not (i and toks[i - 1] == ".")]   # a method such as module.eval(), not the builtin
     assert not found, found
+
+
+# ------------------------------------------------------------------------------------ shipped metric files
+
+@pytest.fixture
+def shipped_only(tmp_path, monkeypatch) -> Path:
+    """An empty weights folder: the package's own NIQE / BRISQUE files are used."""
+    folder = tmp_path / "weights"
+    monkeypatch.setenv(W.ENV_VAR, str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("name", ["niqe", "brisque"])
+def test_shipped_metric_files_are_used_without_import(shipped_only, name):
+    spec = W.WEIGHTS[name]
+    shipped = W.shipped_file(name)
+    assert shipped is not None and shipped.parent.name == W.METRIC_MODELS_DIR and shipped.name == spec.shipped
+    assert sha(shipped) == spec.shipped_sha256
+    assert (shipped.parent / "README.md").read_text().count(spec.shipped_sha256) == 1   # source and terms noted
+    st = W.weight_status(name)
+    assert (st["state"], st["origin"], st["path"], st["sha256"]) == ("verified", "shipped", str(shipped), sha(shipped))
+    got = W.resolve_weights(name)
+    assert (got.origin, got.path, got.sha256) == ("shipped", shipped.absolute(), spec.shipped_sha256)
+    arrays = W.load_weights(name)
+    want = {"niqe": {"mu": (36,), "cov": (36, 36)}, "brisque": {"sv_coef": (774,), "sv": (774, 36)}}[name]
+    assert {k: v.shape for k, v in arrays.items()} == want
+    assert W.verify_weights(name) == shipped and not shipped_only.exists()
+
+
+def test_an_imported_file_takes_precedence_over_the_shipped_one(shipped_only, tmp_path):
+    shipped_mu = W.load_weights("niqe")["mu"]
+    W.import_weights("niqe", fake_npz(tmp_path / "mine.npz", seed=3))
+    assert W.resolve_weights("niqe").origin == "imported" and W.weight_status("niqe")["origin"] == "imported"
+    assert not np.array_equal(W.load_weights("niqe")["mu"], shipped_mu)
+
+
+def test_a_damaged_shipped_file_is_refused_in_one_line(shipped_only, tmp_path, monkeypatch):
+    bad = tmp_path / "niqe_pris_params.npz"
+    bad.write_bytes(W.shipped_file("niqe").read_bytes()[:-1] + b"x")
+    monkeypatch.setattr(W, "_shipped_metric_file", lambda spec: bad if spec.name == "niqe" else None)
+    with pytest.raises(W.WeightsUnusable, match="does not match its pinned sha256.*reinstall") as info:
+        W.load_weights("niqe")
+    assert "\n" not in str(info.value)
+    assert W.weight_status("niqe")["state"] == "unverified"
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("name", "parts"), [("niqe", ("iqa", "niqe", "niqe_pris_params.npz")),
+                                             ("brisque", ("iqa", "brisque", "brisque_allmodel_live.txt"))])
+def test_shipped_files_are_the_published_ones(name, parts):
+    from tests.conftest import shared_data
+
+    assert sha(W.shipped_file(name)) == sha(shared_data(*parts))

@@ -9,14 +9,15 @@ from datagen.errors import SourceError, UserError, unknown_name
 from .base import Dataset, Sample
 from .corpus import Gauss20Split
 from .cuhk import CUHK
+from .photos import CUHKPhotos, Kodak24
 from .rtf import RTF, RTFFull
 from .synthetic import SynthDefocus, SynthDetection, SynthEnhance
 
 __all__ = ["DATASETS", "Dataset", "Sample", "dataset_table", "open_dataset"]
 
-DATASETS: dict[str, type[Dataset]] = {cls.NAME: cls for cls in (CUHK, RTF, RTFFull, Gauss20Split, SynthDetection,
-                                                                 SynthDefocus, SynthEnhance)}
-NEEDS_ROOT = {"cuhk", "rtf", "rtf_full", "gauss20"}
+DATASETS: dict[str, type[Dataset]] = {cls.NAME: cls for cls in (CUHK, RTF, RTFFull, Gauss20Split, Kodak24, CUHKPhotos,
+                                                                 SynthDetection, SynthDefocus, SynthEnhance)}
+NEEDS_ROOT = {"cuhk", "rtf", "rtf_full", "gauss20", "kodak24", "cuhk_photos"}
 #: Options of real datasets per profile (the quick profile keeps corpus splits small).
 PROFILE_OPTIONS = {"quick": {"gauss20": {"per_class": 2}}, "full": {}}
 #: Built-in sets per profile: quick = tiny (CI, the README's first command); full = larger photos.

@@ -36,7 +36,7 @@ class Dataset:
 
     NAME: ClassVar[str]
     VERSION: ClassVar[str]
-    TASK: ClassVar[str]               # "detection" | "defocus_map" | "restoration" | "enhancement"
+    TASK: ClassVar[str]               # "detection" | "defocus_map" | "restoration" | "enhancement" | "nr_enhancement"
     TARGETS: ClassVar[tuple[str, ...]]
     DESCRIPTION: ClassVar[str]
 

@@ -1,0 +1,156 @@
+"""The report's "Learned methods" section: the model card of every weights file a run used.
+
+``run.json`` carries, per method, ``weights: {name: {origin, path, sha256, card}}``, where ``card``
+is the model card of exactly that file (:func:`bench.weights.card_for`).  Each distinct file (by
+sha256; ``galetto2022``, ``galetto2022_um`` and ``galetto2022_sdof`` share one) gets:
+
+* a table of the card's facts: the methods that used it, origin, sha256, corpus (name,
+  ``dataset_id``, ``content_sha256``, samples per split), profile and hyper-parameters, epochs,
+  seed, best validation and test accuracy (with the test corpus), wall time, hardware, git sha and
+  package versions;
+* the training curve (loss and accuracy per epoch, train and val) from ``card["history"]``;
+* for a level classifier, the test confusion matrix (rows = true level, columns = predicted;
+  each row normalised to 1, so the diagonal is the per-class recall).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from .report import _e, _figure, _plot_context, _svg, _table
+
+
+def _cards(methods_meta: dict) -> list[tuple[dict, dict, list[str]]]:
+    """``[(card, weights record, methods)]``, one per distinct weights file (sha256), in method order."""
+    seen: dict[str, tuple[dict, dict, list[str]]] = {}
+    for method, meta in methods_meta.items():
+        for name, rec in ((meta or {}).get("weights") or {}).items():
+            card = rec.get("card") if isinstance(rec, dict) else None
+            if not isinstance(card, dict):
+                continue
+            key = str(rec.get("sha256"))
+            if key not in seen:
+                seen[key] = (card, dict(rec, name=name), [])
+            seen[key][2].append(method)
+    return list(seen.values())
+
+
+def _get(card: dict, *path: str) -> Any:
+    cur: Any = card
+    for p in path:
+        cur = cur.get(p) if isinstance(cur, dict) else None
+    return cur
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.2f} %" if isinstance(value, (int, float)) else "?"
+
+
+def _within_one(confusion: Any) -> str:
+    """``", within one level NN.NN %"`` for a level classifier's confusion matrix (rows = true level):
+    the share of predictions at most one level off (ordered classes), or ``""``."""
+    m = np.asarray(confusion if confusion else [], dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.sum() <= 0:
+        return ""
+    i, j = np.indices(m.shape)
+    return f", within one level {_pct(m[np.abs(i - j) <= 1].sum() / m.sum())}"
+
+
+def _facts(card: dict, rec: dict, methods: list[str]) -> str:
+    corpus = card.get("corpus") or {}
+    test = card.get("test") or {}
+    test_corpus = test.get("corpus") or corpus
+    hw = card.get("hardware") or {}
+    secs = card.get("wall_seconds")
+    counts = corpus.get("counts") or {}
+    rows = [
+        ("used by", ", ".join(methods)),
+        ("weights", f"{rec.get('name')} ({rec.get('origin')}) sha256 {str(rec.get('sha256'))[:16]}…"),
+        ("architecture", json.dumps(card.get("architecture"), sort_keys=True)),
+        ("training corpus", f"{corpus.get('name')} · dataset_id {corpus.get('dataset_id')} · content_sha256 "
+                            f"{str(corpus.get('content_sha256'))[:16]}… · "
+                            + ", ".join(f"{k} {v:,}" for k, v in counts.items() if isinstance(v, int))),
+        ("profile", (f"{card.get('profile')} · {card.get('epochs_run')} epochs · seed {card.get('seed')} · "
+                     f"recipe {card.get('method')} v{card.get('recipe_version')}")),
+        ("hyper-parameters", json.dumps(card.get("hyperparameters"), sort_keys=True)),
+        ("validation", (f"best accuracy {_pct(_get(card, 'val', 'best', 'acc'))} at epoch "
+                        f"{_get(card, 'val', 'best', 'epoch')} (n {_get(card, 'val', 'n')})")),
+        ("test", "none" if not test else f"accuracy {_pct(test.get('acc'))}{_within_one(test.get('confusion'))} on "
+                                         f"{test.get('n')} samples of {test_corpus.get('name')} "
+                                         f"(dataset_id {test_corpus.get('dataset_id')})"),
+        ("training time", "?" if not isinstance(secs, (int, float)) else f"{secs / 60:.1f} min on {hw.get('cpu')} "
+                          f"({hw.get('cores')} cores, {hw.get('torch_threads')} torch threads, {hw.get('device')}"
+                          + (f", {hw['gpu']}" if hw.get("gpu") else "") + ")"),
+        ("git", f"{_get(card, 'git', 'sha') or '?'}" + (" (uncommitted changes)" if _get(card, "git", "dirty") else "")),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (card.get("versions") or {}).items())),
+    ]
+    body = [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows]
+    return _table([], body, cls="card")
+
+
+def _curve(card: dict, prefix: str) -> str | None:
+    hist = [h for h in card.get("history") or [] if isinstance(h, dict) and "epoch" in h]
+    if not hist:
+        return None
+    epochs = [h["epoch"] for h in hist]
+    with _plot_context():
+        fig, ax = _figure(6.0, 3.6)
+        ax2 = ax.twinx()
+        for key, style in (("train_loss", "-"), ("val_loss", "--")):
+            ax.plot(epochs, [h.get(key, np.nan) for h in hist], style, color="tab:red", label=key.replace("_", " "))
+        for key, style in (("train_acc", "-"), ("val_acc", "--")):
+            ax2.plot(epochs, [h.get(key, np.nan) for h in hist], style, color="tab:blue",
+                     label=key.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("cross-entropy loss", color="tab:red")
+        ax2.set_ylabel("accuracy", color="tab:blue")
+        ax2.set_ylim(0, 1)
+        ax2.grid(False)
+        lines = ax.get_lines() + ax2.get_lines()
+        ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=8)
+        ax.set_title("training curve")
+        return _svg(fig, prefix + "-curve")
+
+
+def _confusion(card: dict, prefix: str) -> str | None:
+    conf = _get(card, "test", "confusion")
+    if not conf:
+        return None
+    m = np.asarray(conf, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        return None
+    rows = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    with _plot_context():
+        fig, ax = _figure(5.4, 4.8)
+        im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1)
+        ax.grid(False)
+        ax.set_xlabel("predicted level")
+        ax.set_ylabel("true level")
+        ticks = range(0, m.shape[0], max(1, m.shape[0] // 10))
+        ax.set_xticks(list(ticks))
+        ax.set_yticks(list(ticks))
+        fig.colorbar(im, ax=ax, label="share of the true level's samples")
+        acc = np.trace(m) / max(m.sum(), 1)
+        ax.set_title(f"test confusion (accuracy {acc:.3f}, n {int(m.sum()):,})")
+        return _svg(fig, prefix + "-confusion")
+
+
+def cards_section(methods_meta: dict) -> str:
+    """The "Learned methods" HTML section (a note when no method of the run has a model card)."""
+    parts = ['<section id="model-cards"><h2>Learned methods: model cards</h2>']
+    cards = _cards(methods_meta)
+    if not cards:
+        parts.append('<p class="note">No method of this run used weights with a model card.</p></section>')
+        return "".join(parts)
+    for i, (card, rec, methods) in enumerate(cards):
+        prefix = f"card{i}"
+        parts.append(f"<h3>{_e(rec.get('name'))}</h3>")
+        parts.append(_facts(card, rec, methods))
+        plots = [p for p in (_curve(card, prefix), _confusion(card, prefix)) if p]
+        if plots:
+            parts.append('<div class="plots">' + "".join(f'<figure class="plot">{p}</figure>' for p in plots) + "</div>")
+    parts.append("</section>")
+    return "".join(parts)
