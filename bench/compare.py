@@ -10,7 +10,8 @@ mark                symbol  meaning
 ``unchanged``       `` ``   no significant change above threshold (also: n/a or unavailable
                             in both runs, or failing in both)
 ``not comparable``  ``x``   dataset id, method version / params / weights sha256 or metric
-                            version / conventions differ (the reason says which), or the status moved
+                            version / conventions / model-file sha256 (NIQE, BRISQUE) differ (the
+                            reason says which), or the status moved
                             between ok and n/a / unavailable: never compared silently
 ``newly failing``   ``!``   failed in CURRENT but not in BASE
 ``fixed``           ``*``   failed in BASE, ok in CURRENT
@@ -144,13 +145,18 @@ def _dict_diff(a: dict, b: dict) -> str:
     return ", ".join(parts)
 
 
-def _weight_shas(method_record: dict) -> dict[str, str | None]:
-    """``{weight name: sha256}`` of a method's ``weights`` record in run.json (``{}`` when it has none;
-    runs written before weights were recorded hold descriptions there, which count as no weights)."""
-    rec = method_record.get("weights")
+def _weight_shas(rec: object) -> dict[str, str | None]:
+    """``{weight name: sha256}`` of a weights record of run.json: a method's ``weights`` or a metric's
+    ``weights_used`` (``{}`` when there is none; runs written before weights were recorded hold
+    descriptions there, which count as no weights)."""
     if not isinstance(rec, dict):
         return {}
     return {str(k): v.get("sha256") for k, v in rec.items() if isinstance(v, dict)}
+
+
+def _weights_diff(before: dict, after: dict) -> str:
+    return ", ".join(f"{n} {_short(before.get(n))} -> {_short(after.get(n))}" for n in sorted(set(before) | set(after))
+                     if before.get(n) != after.get(n))
 
 
 def _short(sha) -> str:
@@ -182,11 +188,9 @@ def _changes(base_meta: dict, cur_meta: dict, method: str, dataset: str, metric:
         if bp != cp:
             diff = _dict_diff(bp, cp) if isinstance(bp, dict) and isinstance(cp, dict) else f"{bp!r} -> {cp!r}"
             why.append(f"method params changed ({diff})")
-        bw, cw = _weight_shas(bm), _weight_shas(cm)
+        bw, cw = _weight_shas(bm.get("weights")), _weight_shas(cm.get("weights"))
         if bw != cw:
-            diff = ", ".join(f"{n} {_short(bw.get(n))} -> {_short(cw.get(n))}" for n in sorted(set(bw) | set(cw))
-                             if bw.get(n) != cw.get(n))
-            why.append(f"method weights changed (sha256 {diff})")
+            why.append(f"method weights changed (sha256 {_weights_diff(bw, cw)})")
 
     bs, cs = section(base_meta, "metrics", metric), section(cur_meta, "metrics", metric)
     if bs is None or cs is None:
@@ -202,6 +206,11 @@ def _changes(base_meta: dict, cur_meta: dict, method: str, dataset: str, metric:
         if bc != cc:
             diff = _dict_diff(bc, cc) if isinstance(bc, dict) and isinstance(cc, dict) else "changed"
             why.append(f"metric conventions changed ({diff})")
+        # the model files of NIQE / BRISQUE; runs recorded before weights_used existed are not judged
+        if "weights_used" in bs and "weights_used" in cs:
+            bu, cu = _weight_shas(bs["weights_used"]), _weight_shas(cs["weights_used"])
+            if bu != cu:
+                why.append(f"metric weights changed (sha256 {_weights_diff(bu, cu)})")
     return why
 
 

@@ -177,6 +177,26 @@ def test_changed_weights_sha256_is_not_comparable(tmp_path):
     assert rows[ZR].mark == "worse"
 
 
+def test_changed_metric_weights_are_not_comparable(tmp_path):
+    """Another NIQE / BRISQUE model file (weights_used sha256) makes a metric's rows not comparable;
+    a base run recorded before weights_used existed is compared as before."""
+    def used(sha: str | None) -> dict:
+        meta = copy.deepcopy(META)
+        if sha is not None:
+            meta["metrics"]["psnr"]["weights_used"] = {"niqe": {"origin": "shipped", "path": "/p", "sha256": sha}}
+        return meta
+
+    vals = base_values()
+    base = write_run(tmp_path / "a", vals, meta=used("a" * 64))
+    rows = by_key(compare_runs(base, write_run(tmp_path / "b", vals, meta=used("b" * 64))))
+    assert rows[ZP].mark == "not comparable"
+    assert rows[ZP].reason == f"metric weights changed (sha256 niqe {'a' * 12} -> {'b' * 12})"
+    assert rows[ZR].mark == "unchanged"                 # mae_radius has no weights
+    assert by_key(compare_runs(base, write_run(tmp_path / "c", vals, meta=used("a" * 64))))[ZP].mark == "unchanged"
+    legacy = write_run(tmp_path / "d", vals, meta=used(None))
+    assert by_key(compare_runs(legacy, write_run(tmp_path / "e", vals, meta=used("b" * 64))))[ZP].mark == "unchanged"
+
+
 def test_status_transitions(tmp_path):
     vals = base_values()
     na = ("nlbm", "synth_enhance", "psnr")
