@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--corpus", required=True, help="a corpus file built by `datagen build`")
     s.add_argument("--test-corpus", help="a corpus never used in training whose test split gives the card's "
                                          "test metrics (default: --corpus's own test split, if any)")
-    s.add_argument("--profile", default="smoke", help="smoke (seconds), cpu (~35 min on 2 cores) or full (the paper; GPU)")
+    s.add_argument("--profile", default="smoke", help="smoke (seconds), cpu (~1 h on 2 cores) or full (the paper; GPU)")
     s.add_argument("--device", default="cpu", help="cpu or cuda")
     s.add_argument("--out", help="output folder (default runs/train/<method>-<profile>-<seed>)")
     s.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
