@@ -536,11 +536,12 @@ def _trusted_sha256(spec: WeightSpec, path: Path) -> tuple[str | None, str]:
     return None, f"has an unreadable sidecar {_sidecar(path).name}"
 
 
-def _verified_bytes(spec: WeightSpec) -> tuple[Path, bytes]:
-    """``(path, bytes)`` of the file of ``spec`` in use, read once and checked against its trusted
-    sha256: the imported file when there is one, else the file shipped in the package (metric
-    weights; checked against ``spec.shipped_sha256``).  The shipped file is in a *source* format,
-    so :func:`load_weights` parses it with ``spec.parse`` (the imported one with ``spec.load``)."""
+def _verified_bytes(spec: WeightSpec) -> tuple[Path, bytes, bool]:
+    """``(path, bytes, shipped)`` of the file of ``spec`` in use, read once and checked against its
+    trusted sha256: the imported file when there is one, else the file shipped in the package (metric
+    weights; checked against ``spec.shipped_sha256``; ``shipped`` is True).  The shipped file is in a
+    *source* format, so :func:`load_weights` parses it with ``spec.parse`` (the imported one with
+    ``spec.load``)."""
     path = weights_dir() / spec.filename
     redo = f"re-import it: {spec.import_hint}"
     shipped = _shipped_metric_file(spec)
@@ -549,7 +550,7 @@ def _verified_bytes(spec: WeightSpec) -> tuple[Path, bytes]:
         if _sha256_bytes(raw) != spec.shipped_sha256:
             raise WeightsUnusable(f"weights not verified: the shipped file {shipped} does not match its pinned sha256 "
                                   f"(the installation is damaged; reinstall the package or run: {spec.import_hint})")
-        return shipped, raw
+        return shipped, raw, True
     try:
         raw = read_regular_file(path, limit=spec.max_bytes, what="weight files (MAX_WEIGHT_BYTES)")
     except UnreadableFile as err:
@@ -561,7 +562,7 @@ def _verified_bytes(spec: WeightSpec) -> tuple[Path, bytes]:
         why = f"does not match the sha256 in its sidecar {_sidecar(path).name} (changed after import)"
     if why:
         raise WeightsUnusable(f"weights not verified: {path} {why}; {redo}")
-    return path, raw
+    return path, raw, False
 
 
 def verify_weights(name: str) -> Path:
@@ -579,9 +580,9 @@ def load_weights(name: str) -> Arrays:
     :class:`WeightsUnusable` (one line, saying to re-import).
     """
     spec = _spec(name)
-    path, raw = _verified_bytes(spec)
+    path, raw, shipped = _verified_bytes(spec)
     try:
-        return (spec.parse if path == _shipped_metric_file(spec) else spec.load)(path, raw)
+        return (spec.parse if shipped else spec.load)(path, raw)
     except _Invalid as err:
         raise WeightsUnusable(f"weights unusable: {path}: {err}; re-import it: {spec.import_hint}") from None
 
@@ -718,14 +719,11 @@ def resolve_weights(name: str, user_path: str | os.PathLike | None = None) -> Re
             raise WeightsMissing(f"{name} weights: --weights {path} does not exist")
         return ResolvedWeights(name, "user", path, _sha256_bytes(_read_weight(spec, path, "--weights")))
     stored = weights_dir() / spec.filename
-    if stored.exists():
-        path, raw = _verified_bytes(spec)
-        return ResolvedWeights(name, "imported", path.absolute(), _sha256_bytes(raw))
-    shipped = shipped_file(name)
+    if stored.exists() or _shipped_metric_file(spec) is not None:   # imported > a metric's shipped file
+        path, raw, from_package = _verified_bytes(spec)
+        return ResolvedWeights(name, "shipped" if from_package else "imported", path.absolute(), _sha256_bytes(raw))
+    shipped = shipped_file(name)     # a method's file shipped in the package
     if shipped is not None:
-        if spec.kind == "metric":
-            path, raw = _verified_bytes(spec)
-            return ResolvedWeights(name, "shipped", path.absolute(), _sha256_bytes(raw))
         return ResolvedWeights(name, "shipped", shipped.absolute(), _sha256_bytes(_read_weight(spec, shipped, "shipped file")))
     where = " and none is shipped in the package" if spec.kind == "method" else ""
     raise WeightsMissing(f"weights missing: {name} is not imported ({stored}){where}; run: {spec.import_hint}"

@@ -282,7 +282,8 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
         log(f"resuming {recipe.method} at epoch {start + 1}/{hp['epochs']} from {out / CHECKPOINT}")
 
     bs = int(hp["batch_size"])
-    n_per_epoch = len(epoch_order(n_train, hp["train_samples"], seed=seed, epoch=0))
+    bar = log is _progress and sys.stderr.isatty()      # a redrawn bar on a terminal, else ~10 % lines
+    n_per_epoch = n_train if hp["train_samples"] is None else min(int(hp["train_samples"]), n_train)
     steps_per_epoch = (n_per_epoch + bs - 1) // bs
     end = int(hp["epochs"]) if stop_after is None else min(int(hp["epochs"]), start + int(stop_after))
     for epoch in range(start, end):
@@ -291,7 +292,6 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
         n_ep = len(order)
         n_batches = (n_ep + bs - 1) // bs
         every = max(1, n_batches // 10)
-        bar = log is _progress and sys.stderr.isatty()      # a redrawn bar on a terminal, else ~10 % lines
         bar_every = max(1, n_batches // 200)
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
