@@ -165,9 +165,8 @@ def cmd_predict(args) -> int:
         raise UserError(err.args[0]) from None
     if args.weights is not None and not cls.WEIGHTS:
         raise UserError(f"--weights: {args.method} uses no weights")
+    # --weights may be a file or, for a method with a folder converter, a source folder (bench.weights)
     resolved = resolve_method_weights(args.method, dict.fromkeys(cls.WEIGHTS, args.weights) if args.weights else None)
-    for r in resolved.values():
-        print(f"{args.method}: weights {r.name} ({r.origin}) {r.path} sha256 {r.sha256[:12]}", file=sys.stderr)
     weights = str(next(iter(resolved.values())).path) if resolved else None
     try:
         method = create_method(args.method, _parse_sets(args.set), device=args.device, weights=weights)
@@ -175,8 +174,11 @@ def cmd_predict(args) -> int:
         raise UserError(f"--set for {args.method}: {describe_validation_error(err)}") from None
     out = writable_dir(args.out, hint="choose another --out")
     images = [(p, read_rgb(p)) for p in args.images]  # decode all first: bad input fails before any output
-    for path, image in images:
+    for i, (path, image) in enumerate(images):
         pred = method.predict(image)
+        if i == 0:   # after the first success, so that an error stays the only line on stderr
+            for r in resolved.values():
+                print(f"{args.method}: weights {r.name} ({r.origin}) {r.path} sha256 {r.sha256[:12]}", file=sys.stderr)
         stem = Path(path).stem
         buf = io.BytesIO()
         np.save(buf, np.asarray(pred, dtype=np.float32))
@@ -272,7 +274,8 @@ def cmd_weights(args) -> int:
 def cmd_train(args) -> int:
     from .train import train
     card = train(args.method, args.corpus, profile=args.profile, device=args.device, out=args.out,
-                 resume=args.resume, seed=args.seed, overrides=_parse_sets(args.set), test_corpus=args.test_corpus)
+                 resume=args.resume, seed=args.seed, overrides=_parse_sets(args.set), test_corpus=args.test_corpus,
+                 init=args.init)
     best = card["val"]["best"]
     test = f"; test acc {card['test']['acc']:.4f} (n {card['test']['n']})" if card.get("test") else ""
     print(f"{card['method']}: best val acc {best['acc']:.4f} (epoch {best['epoch']}){test}; "
@@ -300,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--set", action="append", metavar="METHOD.KEY=VALUE", help="method parameter")
     s.add_argument("--weights", action="append", metavar="[NAME=]PATH",
-                   help="your own weights file for weight NAME (a bare PATH when the selected methods use one weight)")
+                   help="your own weights file (or a source folder the method converts) for weight NAME "
+                        "(a bare PATH when the selected methods use one weight)")
     s.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://host:port)")
     s.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
     s.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -313,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("method")
     s.add_argument("images", nargs="+")
     s.add_argument("--out", required=True)
-    s.add_argument("--weights", metavar="PATH", help="your own weights file (default: imported, else shipped)")
+    s.add_argument("--weights", metavar="PATH", help="your own weights file, or a source folder the method converts "
+                                                     "(e.g. karaali2022: the authors' models_tf1x); default: imported, else shipped")
     s.add_argument("--device", default="cpu")
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
     s.set_defaults(func=cmd_predict)
@@ -364,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a profile value, e.g. epochs=5")
+    s.add_argument("--init", metavar="FILE", help="a staged method's earlier stage (karaali2022_enet: the model.pt of "
+                                                  "a karaali2022_bnet run)")
     s.set_defaults(func=cmd_train)
     return p
 

@@ -223,12 +223,16 @@ def run_job(job: Job) -> dict:
 
 
 def _check_weights(job: Job) -> None:
-    """The weights file still has the sha256 the driver resolved (recorded in run.json and the job key)."""
+    """The weights file (or source folder) still has the sha256 the driver resolved (recorded in
+    run.json and the job key)."""
     from datagen.safe_read import read_regular_file
 
-    from .weights import MAX_METHOD_WEIGHT_BYTES
+    from .weights import MAX_METHOD_WEIGHT_BYTES, weights_digest
     want = next(iter(job.weights_sha256.values()), None)
-    got = hashlib.sha256(read_regular_file(job.weights, limit=MAX_METHOD_WEIGHT_BYTES, what="weight files")).hexdigest()
+    if Path(job.weights).is_dir() and job.weights_sha256:   # a source folder (e.g. the authors' release)
+        got = weights_digest(next(iter(job.weights_sha256)), job.weights)
+    else:
+        got = hashlib.sha256(read_regular_file(job.weights, limit=MAX_METHOD_WEIGHT_BYTES, what="weight files")).hexdigest()
     if want is not None and got != want:
         raise RuntimeError(f"weights file {job.weights} changed during the run (sha256 {want[:12]} -> {got[:12]})")
 

@@ -75,7 +75,8 @@ def _facts(card: dict, rec: dict, methods: list[str]) -> str:
         ("profile", (f"{card.get('profile')} · {card.get('epochs_run')} epochs · seed {card.get('seed')} · "
                      f"recipe {card.get('method')} v{card.get('recipe_version')}")),
         ("hyper-parameters", json.dumps(card.get("hyperparameters"), sort_keys=True)),
-        ("validation", (f"best accuracy {_pct(_get(card, 'val', 'best', 'acc'))} at epoch "
+        ("validation", (f"best accuracy {_pct(_get(card, 'val', 'best', 'acc'))}"
+                        f"{_within_one(_get(card, 'val', 'confusion'))} at epoch "
                         f"{_get(card, 'val', 'best', 'epoch')} (n {_get(card, 'val', 'n')})")),
         ("test", "none" if not test else f"accuracy {_pct(test.get('acc'))}{_within_one(test.get('confusion'))} on "
                                          f"{test.get('n')} samples of {test_corpus.get('name')} "
@@ -115,7 +116,9 @@ def _curve(card: dict, prefix: str) -> str | None:
 
 
 def _confusion(card: dict, prefix: str) -> str | None:
-    conf = _get(card, "test", "confusion")
+    """The test confusion matrix, or the validation one when the card has no test split."""
+    split = "test" if _get(card, "test", "confusion") else "val"
+    conf = _get(card, split, "confusion")
     if not conf:
         return None
     m = np.asarray(conf, dtype=np.float64)
@@ -134,7 +137,7 @@ def _confusion(card: dict, prefix: str) -> str | None:
         ax.set_yticks(list(ticks))
         fig.colorbar(im, ax=ax, label="share of the true level's samples")
         acc = np.trace(m) / max(m.sum(), 1)
-        ax.set_title(f"test confusion (accuracy {acc:.3f}, n {int(m.sum()):,})")
+        ax.set_title(f"{split} confusion (accuracy {acc:.3f}, n {int(m.sum()):,})")
         return _svg(fig, prefix + "-confusion")
 
 
@@ -146,11 +149,19 @@ def cards_section(methods_meta: dict) -> str:
         parts.append('<p class="note">No method of this run used weights with a model card.</p></section>')
         return "".join(parts)
     for i, (card, rec, methods) in enumerate(cards):
-        prefix = f"card{i}"
         parts.append(f"<h3>{_e(rec.get('name'))}</h3>")
-        parts.append(_facts(card, rec, methods))
-        plots = [p for p in (_curve(card, prefix), _confusion(card, prefix)) if p]
-        if plots:
-            parts.append('<div class="plots">' + "".join(f'<figure class="plot">{p}</figure>' for p in plots) + "</div>")
+        # a staged method ships one file merged from several runs: one card per run (``parts``)
+        stages = card.get("parts") if isinstance(card.get("parts"), dict) else {"": card}
+        for j, (stage, sub) in enumerate(stages.items()):
+            if not isinstance(sub, dict):
+                continue
+            prefix = f"card{i}-{j}"
+            if stage:
+                parts.append(f"<h4>{_e(rec.get('name'))} · {_e(stage)} ({_e(sub.get('method'))})</h4>")
+            parts.append(_facts(sub, rec, methods))
+            plots = [p for p in (_curve(sub, prefix), _confusion(sub, prefix)) if p]
+            if plots:
+                parts.append('<div class="plots">' + "".join(f'<figure class="plot">{p}</figure>' for p in plots)
+                             + "</div>")
     parts.append("</section>")
     return "".join(parts)

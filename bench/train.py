@@ -27,7 +27,8 @@ def default_out(method: str, profile: str, seed: int) -> Path:
 
 def train(method: str, corpus: str | os.PathLike, *, profile: str = "smoke", device: str = "cpu",
           out: str | os.PathLike | None = None, resume: bool = False, seed: int = 0,
-          overrides: dict | None = None, test_corpus: str | os.PathLike | None = None) -> dict:
+          overrides: dict | None = None, test_corpus: str | os.PathLike | None = None,
+          init: str | os.PathLike | None = None) -> dict:
     """Train ``method`` on ``corpus``; returns the model card (see :mod:`methods.training`).
 
     ``test_corpus``: a corpus of the same generator whose ``test`` split gives the card's test metrics.
@@ -58,7 +59,7 @@ def train(method: str, corpus: str | os.PathLike, *, profile: str = "smoke", dev
     meta = info(corpus)   # missing / corrupt / truncated: one-line SourceError
     if meta["generator"] != recipe.generator:
         raise SourceError(f"{corpus}: a {meta['generator']!r} corpus; {method} trains on {recipe.generator!r} "
-                          "corpora (build one with `datagen build` and a gauss20 manifest)")
+                          f"corpora (build one with `datagen build` and a {recipe.generator} manifest)")
     for split in ("train", "val"):
         if meta["counts"][split]["samples"] == 0:
             raise SourceError(f"{corpus}: the {split} split is empty; {method} needs train and val samples")
@@ -75,8 +76,18 @@ def train(method: str, corpus: str | os.PathLike, *, profile: str = "smoke", dev
     missing = [s for s in ("train", "val") if ident["counts"][s] == 0]
     if missing:
         raise SourceError(f"{corpus}: no {' or '.join(missing)} samples stored; rebuild the corpus")
+    if recipe.init is not None and init is None:
+        raise UserError(f"{method} continues an earlier stage: give --init FILE ({recipe.init[0]})")
+    if recipe.init is None and init is not None:
+        raise UserError(f"--init: {method} trains from scratch; drop --init")
+    init_sha = None
+    if init is not None:
+        try:
+            _, init_sha = training.load_init(init)
+        except training.TrainingInputError as err:
+            raise SourceError(str(err)) from None
     out = Path(out) if out is not None else default_out(method, profile, seed)
-    fingerprint = recipe.fingerprint(profile, hp, seed)
+    fingerprint = recipe.fingerprint(profile, hp, seed, init_sha256=init_sha)
     if out.exists():   # checks that need no writing come first: nothing is touched on refusal
         try:
             training.check_out(out, fingerprint=fingerprint, dataset_id=meta["dataset_id"], resume=resume)
@@ -87,6 +98,6 @@ def train(method: str, corpus: str | os.PathLike, *, profile: str = "smoke", dev
         try:
             return training.train(recipe, corpus, out=out, profile=profile, device=device, resume=resume, seed=seed,
                                   overrides=overrides, extra_card={"git": git_info()},
-                                  test_corpus=test_corpus)
+                                  test_corpus=test_corpus, init=init)
         except training.TrainingInputError as err:
             raise OutputError(str(err)) from None

@@ -65,6 +65,26 @@ given by the user (``--weights``, origin ``"user"``) > the imported file, verifi
 sidecar (``"imported"``) > the shipped file (``"shipped"``), and returns its path and sha256.
 Shipped files are trusted like the package's code; a model card whose ``weights.sha256`` differs
 is reported by :func:`weight_status` (``card_matches``), not refused.
+
+Source folders (a method's own release format)
+----------------------------------------------
+A method may also accept its weights as a *folder* in another format (e.g. the authors' release
+of ``karaali2022``: one MATLAB ``.mat`` per TensorFlow variable) by naming a converter in the
+class attribute ``WEIGHT_CONVERTERS = {weight name: "module:function"}``.  The function takes the
+folder's path and returns an object with ``state_dict`` (``{name: tensor}``), ``files``
+(``{relative file name: sha256}``, every file it read) and ``sha256`` (its digest of the folder,
+independent of where the folder lies); it reads the files as data only (never executes them) and
+raises a one-line :class:`~datagen.errors.UserError` naming the file and what it expected.  Then
+
+* ``bench weights import NAME DIR`` stores the converted state dict as ``NAME.pt`` (a plain
+  ``torch.save`` of the dict: byte-identical on every import of the same folder) with the usual
+  sidecar, whose ``source_sha256`` is the folder digest and ``source_files`` the per-file digests;
+  a file ``bench weights import NAME FILE`` is still read as a torch state dict;
+* ``--weights DIR`` (``bench predict`` / ``bench run``) is accepted as it is: :func:`resolve_weights`
+  converts it once to check it (one-line :class:`WeightsSourceError` when it is malformed) and
+  records the folder digest as its sha256 (``source_files`` in ``run.json``); the method is given
+  the folder and converts it in memory.  :func:`weights_digest` gives that digest for the run's
+  per-task check that the weights did not change.
 """
 from __future__ import annotations
 
@@ -110,6 +130,7 @@ __all__ = [
     "stored_identity",
     "weight_path",
     "weight_status",
+    "weights_digest",
     "weights_dir",
 ]
 
@@ -174,6 +195,11 @@ class WeightSpec:
     kind: str = "metric"                    # "metric" (WEIGHTS) or "method" (declared by a method)
     shipped: str | None = None              # metric weights: a source file in bench/metrics/iqa_models/
     shipped_sha256: str | None = None       # ... and its pinned digest
+    folder_converter: str | None = None     # method weights: "module:function" converting a source *folder*
+
+    @property
+    def accepts_folder(self) -> bool:
+        return self.folder_converter is not None
 
     @property
     def import_hint(self) -> str:
@@ -446,12 +472,80 @@ def register_weight(spec: WeightSpec) -> WeightSpec:
     return spec
 
 
-def _method_spec(name: str, description: str, used_by: tuple[str, ...]) -> WeightSpec:
+_STATE_DICT_SOURCE = "torch state dict (.pt / .pth read with weights_only=True: {name: tensor} or {'state_dict': ...})"
+
+
+def _method_spec(name: str, description: str, used_by: tuple[str, ...], folder_converter: str | None = None) -> WeightSpec:
+    sources: tuple[str, ...] = (_STATE_DICT_SOURCE,)
+    if folder_converter:
+        sources += (_folder_source_format(folder_converter),)
     return WeightSpec(
         name=name, filename=f"{name}.pt", description=description, used_by=used_by,
-        sources=("torch state dict (.pt / .pth read with weights_only=True: {name: tensor} or {'state_dict': ...})",),
-        parse=_state_dict_parse, dump=_state_dict_dump, load=_state_dict_parse,
-        max_bytes=MAX_METHOD_WEIGHT_BYTES, kind="method")
+        sources=sources, parse=_state_dict_parse, dump=_state_dict_dump, load=_state_dict_parse,
+        max_bytes=MAX_METHOD_WEIGHT_BYTES, kind="method", folder_converter=folder_converter)
+
+
+def _load_converter(target: str) -> Callable:
+    """The function named by a ``"module:function"`` folder-converter target (imported when used)."""
+    import importlib
+
+    module, _, attr = target.partition(":")
+    try:
+        func = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise UserError(f"weights folder converter {target!r} cannot be imported ({type(err).__name__}: {err})") from None
+    if not callable(func):
+        raise UserError(f"weights folder converter {target!r} is not a function")
+    return func
+
+
+def _folder_source_format(target: str) -> str:
+    """What the converter ``target`` accepts, in words (its ``source_format`` attribute or module global)."""
+    try:
+        func = _load_converter(target)
+        import sys
+        words = getattr(func, "source_format", None) or getattr(sys.modules.get(func.__module__), "source_format", None)
+    except Exception:  # noqa: BLE001 - a broken converter must not hide the catalog; import reports it
+        words = None
+    return str(words) if words else f"a folder converted by {target}"
+
+
+@dataclass(frozen=True)
+class _FolderSource:
+    """A converted source folder: its state dict, the sha256 of each file it read (relative name ->
+    digest) and the folder's digest over them."""
+    state_dict: dict
+    files: dict[str, str]
+    sha256: str
+
+
+def _convert_folder(spec: WeightSpec, folder: Path) -> _FolderSource:
+    """Run ``spec``'s folder converter on ``folder`` (data only: the converter parses, never executes);
+    its one-line :class:`UserError` becomes a :class:`WeightsSourceError` of this weight."""
+    import torch
+
+    func = _load_converter(spec.folder_converter)
+    try:
+        out = func(folder)
+    except UserError as err:
+        raise WeightsSourceError(str(err)) from None
+    state, files, sha = getattr(out, "state_dict", None), getattr(out, "files", None), getattr(out, "sha256", None)
+    if not (isinstance(state, dict) and state and all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items())
+            and isinstance(files, dict) and isinstance(sha, str)):
+        raise RuntimeError(f"bench.weights: converter {spec.folder_converter} returned {type(out).__name__}, "
+                           "not an object with state_dict (name -> tensor), files (name -> sha256) and sha256")
+    return _FolderSource({k: v.detach().cpu().contiguous() for k, v in state.items()}, dict(files), sha)
+
+
+def weights_digest(name: str, path: str | os.PathLike) -> str:
+    """The sha256 that identifies the user's weights ``path`` of weight ``name``: of the file's bytes,
+    or, for a folder accepted by the weight's folder converter, the converter's digest over the files
+    it reads (e.g. karaali2022: ``"<relative name>\0<sha256>\n"`` over the .mat files, sorted)."""
+    spec = _spec(name)
+    path = Path(path).expanduser()
+    if path.is_dir() and spec.accepts_folder:
+        return _convert_folder(spec, path).sha256
+    return _sha256_bytes(_read_weight(spec, path, "--weights"))
 
 
 def method_weights() -> dict[str, WeightSpec]:
@@ -463,15 +557,21 @@ def method_weights() -> dict[str, WeightSpec]:
     from methods import get_method, list_methods
 
     found: dict[str, tuple[str, list[str]]] = {}
+    converters: dict[str, str] = {}
     for method in list_methods():
         try:
-            declared = dict(getattr(get_method(method), "WEIGHTS", None) or {})
+            cls = get_method(method)
+            declared = dict(getattr(cls, "WEIGHTS", None) or {})
+            folder = dict(getattr(cls, "WEIGHT_CONVERTERS", None) or {})
         except Exception:  # noqa: BLE001, S112 - a broken plug-in must not hide the other weights
             continue
         for name, description in declared.items():
             if name not in WEIGHTS:
                 found.setdefault(str(name), (str(description), []))[1].append(method)
-    return {name: _method_spec(name, desc, tuple(users)) for name, (desc, users) in sorted(found.items())}
+                if isinstance(folder.get(name), str):
+                    converters.setdefault(str(name), folder[name])
+    return {name: _method_spec(name, desc, tuple(users), converters.get(name))
+            for name, (desc, users) in sorted(found.items())}
 
 
 def catalog() -> dict[str, WeightSpec]:
@@ -694,10 +794,14 @@ class ResolvedWeights:
     origin: str
     path: Path
     sha256: str
+    source_files: dict[str, str] | None = None   # a source folder: sha256 of each file read (relative name)
 
     def record(self) -> dict:
-        """``{"origin", "path", "sha256"}`` (``run.json``)."""
-        return {"origin": self.origin, "path": str(self.path), "sha256": self.sha256}
+        """``{"origin", "path", "sha256"}`` (``run.json``), plus ``source_files`` for a folder."""
+        rec = {"origin": self.origin, "path": str(self.path), "sha256": self.sha256}
+        if self.source_files is not None:
+            rec["source_files"] = dict(self.source_files)
+        return rec
 
 
 def _read_weight(spec: WeightSpec, path: Path, what: str) -> bytes:
@@ -717,6 +821,9 @@ def resolve_weights(name: str, user_path: str | os.PathLike | None = None) -> Re
         path = Path(user_path).expanduser().absolute()
         if not path.exists():
             raise WeightsMissing(f"{name} weights: --weights {path} does not exist")
+        if path.is_dir() and spec.accepts_folder:      # e.g. the authors' release, converted when used
+            src = _convert_folder(spec, path)
+            return ResolvedWeights(name, "user", path, src.sha256, src.files)
         return ResolvedWeights(name, "user", path, _sha256_bytes(_read_weight(spec, path, "--weights")))
     stored = weights_dir() / spec.filename
     if stored.exists() or _shipped_metric_file(spec) is not None:   # imported > a metric's shipped file
@@ -861,6 +968,8 @@ def import_weights(name: str, source_path: str | os.PathLike) -> Path:
     spec = _spec(name)
     src = Path(source_path).expanduser()
     expected = " or ".join(spec.sources)
+    if spec.accepts_folder and src.is_dir():
+        return _import_folder(spec, src)
     try:
         raw = read_regular_file(src, limit=spec.max_bytes, what="weight files (MAX_WEIGHT_BYTES)")
     except UnreadableFile as err:
@@ -880,16 +989,48 @@ def import_weights(name: str, source_path: str | os.PathLike) -> Path:
     data = _convert(spec, src, raw)
     folder = writable_dir(dest.parent, hint=f"set {ENV_VAR} to a writable folder")
     dest = folder / spec.filename
-    record = {
+    record = _sidecar_record(spec, data, src, source_sha, converter=f"bench.weights:{spec.parse.__name__}")
+    _atomic_write_pair(dest, data, (json.dumps(record, indent=2) + "\n").encode())
+    return dest
+
+
+def _sidecar_record(spec: WeightSpec, data: bytes, src: Path, source_sha: str, *, converter: str, **extra) -> dict:
+    """The sidecar record of an imported weight file ``data`` converted from ``src``."""
+    return {
         "name": spec.name,
         "file": spec.filename,
         "sha256": _sha256_bytes(data),
         "size": len(data),
         "source_file": src.name,
         "source_sha256": source_sha,
+        **extra,
         "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "converter": f"bench.weights:{spec.parse.__name__}",
+        "converter": converter,
         "converter_version": spec.converter_version,
     }
+
+
+def _import_folder(spec: WeightSpec, src: Path) -> Path:
+    """:func:`import_weights` of a source *folder* through ``spec.folder_converter``: the state dict it
+    returns is stored as ``spec.filename`` (a plain torch state dict, byte-stable across imports of the
+    same folder) with the usual sidecar, whose ``source_sha256`` is the converter's digest of the folder
+    and ``source_files`` the sha256 of each file it read."""
+    converted = _convert_folder(spec, src)
+    dest = weights_dir() / spec.filename
+    side = _read_sidecar(dest) if dest.is_file() else None
+    if (side and side.get("source_sha256") == converted.sha256 and side.get("converter_version") == spec.converter_version
+            and side.get("converter") == spec.folder_converter):
+        try:
+            return verify_weights(spec.name)
+        except WeightsUnusable:
+            pass                                   # damaged since: store again
+    data = spec.dump(converted.state_dict)
+    back = spec.load(Path(spec.filename), data)
+    if back.keys() != converted.state_dict.keys() or not all(_same(back[k], converted.state_dict[k]) for k in back):
+        raise RuntimeError(f"bench.weights: {spec.name}: the stored file does not load back to the converted tensors")
+    folder = writable_dir(dest.parent, hint=f"set {ENV_VAR} to a writable folder")
+    dest = folder / spec.filename
+    record = _sidecar_record(spec, data, src, converted.sha256, converter=spec.folder_converter, source_kind="folder",
+                             source_files=converted.files)
     _atomic_write_pair(dest, data, (json.dumps(record, indent=2) + "\n").encode())
     return dest

@@ -54,10 +54,12 @@ def cmd_build(args) -> int:
     res = build(manifest, out=args.out, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
                 limit=args.limit, progress=args.progress)
     if res.status == "built":
-        sharp = [s.get("sharp_tiles") for s in res.stats if "sharp_tiles" in s]
+        from .generators import get_generator
+
         print(f"built {res.path} in {res.seconds:.1f} s ({res.shards_built} shards built, {res.shards_reused} reused)")
-        if sharp:
-            print(f"  {sum(sharp)} sharp base patches from {len(sharp)} images ({sum(sharp) / len(sharp):.1f} per image)")
+        gen = get_generator(manifest.generator.kind)(manifest.generator)
+        for line in gen.summary([s for s in res.stats if s.get("role", "primary") == "primary"]):
+            print(f"  {line}")
     else:
         print(f"up to date: {res.path}")
     print(f"  dataset_id {res.dataset_id}  content_sha256 {res.content_sha256}")

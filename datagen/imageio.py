@@ -133,13 +133,13 @@ def _as_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
 
 
-def _decode(data: bytes, name: str, convert, ndim: int) -> np.ndarray:
+def _decode(data: bytes, name: str, convert, ndim: int, what: str = "image") -> np.ndarray:
     """Open ``data`` with :func:`open_image` and ``convert`` it; every failure is one :class:`SourceError` line."""
-    with open_image(data, name=name) as im:
+    with open_image(data, name=name, what=what) as im:
         im.load()
         arr = convert(im)
     if arr.ndim != ndim or arr.size == 0:
-        raise SourceError(f"{name}: image has no pixels; replace or remove the file")
+        raise SourceError(f"{name}: {what} has no pixels; replace or remove the file")
     return arr
 
 
@@ -164,5 +164,12 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 def read_gray(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     """Read and decode one image: ``(gray uint8 array, sha256 hex of the file bytes)``."""
+    return read_image(path, color="gray")
+
+
+def read_image(path: str | os.PathLike, *, color: str = "gray", what: str = "image") -> tuple[np.ndarray, str]:
+    """Read and decode one image as ``color`` (``"gray"``: ``(H, W)`` BT.601 luma, ``"rgb"``:
+    ``(H, W, 3)``), uint8: ``(array, sha256 hex of the file bytes)``."""
     data = read_bytes(path)
-    return decode_gray(data, name=str(path)), hashlib.sha256(data).hexdigest()
+    convert, ndim = {"gray": (_as_gray, 2), "rgb": (_as_rgb, 3)}[color]
+    return _decode(data, str(path), convert, ndim, what), hashlib.sha256(data).hexdigest()

@@ -32,6 +32,8 @@ from .generators import StrictModel, get_generator
 from .safe_read import UnreadableFile, read_regular_file
 
 SplitName = Literal["train", "val", "test"]
+#: The role of sources that give one task per image (the others are companions drawn per task).
+PRIMARY = "primary"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 #: Largest manifest file read, in bytes (real manifests are under 2 KB).
@@ -48,6 +50,9 @@ class _Source(StrictModel):
 
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="namespace of image keys (default: kind)")
     split: SplitName | dict[SplitName, float] = Field(description="a split name, or fractions by image summing to 1")
+    role: str = Field(PRIMARY, pattern=r"^[a-z][a-z0-9_]*$",
+                      description="primary (one task per image) or a companion role the generator draws from, "
+                                  "e.g. background")
 
     @field_validator("split")
     @classmethod
@@ -70,6 +75,8 @@ class BuiltinSource(_Source):
     DESCRIPTION = "photos bundled inside scikit-image (no network)"
     kind: Literal["builtin"]
     images: tuple[str, ...] | None = Field(None, min_length=1, description="built-in photo names (default: all)")
+    masks: bool = Field(False, description="pair each photo with its object mask shipped in datagen/data/masks "
+                                           "(the photos that have one)")
 
 
 class FolderSource(_Source):
@@ -94,7 +101,24 @@ class Div2kSource(_Source):
     subset: Literal["train", "valid"]
 
 
-_SOURCE_UNION = BuiltinSource | FolderSource | Div2kSource
+class PairedSource(_Source):
+    DESCRIPTION = ("image + binary mask pairs: <root>/<images>/NAME.* with <root>/<masks>/NAME.* (salient-object "
+                   "layout: images/ + masks/; HKU-IS: imgs/ + gt/)")
+    kind: Literal["paired"]
+    root: str
+    images: str = Field("images", description="sub-folder of the images")
+    masks: str = Field("masks", description="sub-folder of the masks (matched to images by file stem)")
+
+    @field_validator("images", "masks")
+    @classmethod
+    def _sub_folder(cls, v: str) -> str:
+        parts = v.replace("\\", "/").split("/")
+        if not v or v.startswith(("/", "\\")) or ".." in parts:
+            raise ValueError("must be a sub-folder of root, without '..'")
+        return v
+
+
+_SOURCE_UNION = BuiltinSource | FolderSource | Div2kSource | PairedSource
 Source = Annotated[_SOURCE_UNION, Field(discriminator="kind")]
 #: Source kind -> its model: the one list of source kinds.
 SOURCE_MODELS: dict[str, type[_Source]] = {get_args(m.model_fields["kind"].annotation)[0]: m
@@ -127,8 +151,22 @@ class Manifest(StrictModel):
         return {
             "seed": self.seed,
             "generator": {"kind": gen.kind, "version": get_generator(gen.kind).VERSION, "params": gen.model_dump(mode="json")},
-            "sources": [s.model_dump(mode="json", exclude={"root"}) for s in self.sources],
+            "sources": [_source_content(s) for s in self.sources],
         }
+
+    def primary_sources(self) -> list[int]:
+        return [i for i, s in enumerate(self.sources) if s.role == PRIMARY]
+
+
+def _source_content(src: _Source) -> dict:
+    """A source's identity content: no root, and the fields added after format 1 only when they are
+    not at their defaults (so the dataset ids of existing corpora do not change)."""
+    out = src.model_dump(mode="json", exclude={"root"})
+    if out.get("role") == PRIMARY:
+        del out["role"]
+    if out.get("kind") == "builtin" and not out.get("masks"):
+        del out["masks"]
+    return out
 
 
 def _interpolate(value: Any, env: dict[str, str], loc: str) -> Any:
@@ -187,9 +225,37 @@ def parse_manifest(data: Any, *, where: str = "manifest", base_dir: str | Path =
     except ValidationError as err:
         raise ManifestError(f"{where}: {describe_validation_error(err, 'generator')}") from None
     try:
-        return Manifest.model_validate({**data, "generator": params, "base_dir": str(base_dir)})
+        manifest = Manifest.model_validate({**data, "generator": params, "base_dir": str(base_dir)})
     except ValidationError as err:
         raise ManifestError(f"{where}: {_describe(err)}") from None
+    _check_roles(manifest, cls, where)
+    return manifest
+
+
+def _has_masks(src) -> bool:
+    return isinstance(src, PairedSource) or (isinstance(src, BuiltinSource) and src.masks)
+
+
+def _check_roles(manifest: Manifest, cls, where: str) -> None:
+    """The sources give what the generator reads: primary images (paired with masks when it needs
+    them) and at least one source for every companion role it draws; no role it does not know."""
+    kind = manifest.generator.kind
+    roles = dict(cls.COMPANIONS)
+    for i, src in enumerate(manifest.sources):
+        if src.role != PRIMARY and src.role not in roles:
+            known = ", ".join([PRIMARY, *roles])
+            raise ManifestError(f"{where}: sources.{i}.role: generator {kind} draws no {src.role!r} images; use one of {known}")
+        if src.role == PRIMARY and cls.NEEDS_MASK and not _has_masks(src):
+            raise ManifestError(f"{where}: sources.{i}: generator {kind} needs image + mask pairs; use kind: paired "
+                                "(or builtin with masks: true)")
+        if _has_masks(src) and not (src.role == PRIMARY and cls.NEEDS_MASK):
+            raise ManifestError(f"{where}: sources.{i}: generator {kind} reads no masks from {src.role} sources; "
+                                "remove the masks or use a plain folder source")
+    if not manifest.primary_sources():
+        raise ManifestError(f"{where}: sources: no source has role {PRIMARY} (the images the samples are made from)")
+    for role in roles:
+        if not any(s.role == role for s in manifest.sources):
+            raise ManifestError(f"{where}: sources: generator {kind} draws {role} images; add a source with role: {role}")
 
 
 class _Refused(Exception):

@@ -4,6 +4,14 @@ Canonical order (the order of samples in the corpus and in ``content_sha256``): 
 ``train, val, test`` order; within a split, images by key; within an image, the order the
 generator returns.  Shards are runs of consecutive images of one split, so the order does
 not depend on the shard size, the worker count or the scheduler.
+
+Companions (images of another role, e.g. the backgrounds of composites) are rows of ``/sources``
+after all primary images (split, then key order) and make no samples of their own.  Each primary
+image draws ``Generator.COMPANIONS[role]`` distinct images of each role from the same split: the
+first in the order of ``stable_digest(seed, "companion", role, key, companion key)``, a choice fixed
+by the manifest and the keys alone.  Only the companions drawn are listed (and hashed).
+
+An image + mask pair is one source image: its ``sha256`` is :func:`pair_sha256` of the two files'.
 """
 from __future__ import annotations
 
@@ -17,7 +25,8 @@ from dataclasses import dataclass
 from . import FORMAT_VERSION, SPLITS
 from .errors import ManifestError
 from .filehash import sha256_files
-from .manifest import Manifest
+from .generators import get_generator
+from .manifest import PRIMARY, Manifest
 from .seeding import stable_digest
 from .sources import list_source
 
@@ -29,7 +38,10 @@ class SourceImage:
     path: str
     size: int     # bytes
     split: str
-    sha256: str   # hex digest of the file's bytes when planned (part of the dataset id)
+    sha256: str   # hex digest of the file's bytes when planned (part of the dataset id); pairs: pair_sha256
+    mask: str | None = None          # the mask file of an image + mask pair
+    role: str = PRIMARY
+    companions: tuple[int, ...] = ()  # indices of the companion images drawn for this one
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,8 @@ class Plan:
         return f"{self.dataset_id}-{self.manifest.output.images_per_shard}"
 
     def images_per_split(self) -> dict[str, int]:
-        return {s: sum(1 for im in self.images if im.split == s) for s in SPLITS}
+        """Primary images per split (the images samples are made from)."""
+        return {s: sum(1 for im in self.images if im.split == s and im.role == PRIMARY) for s in SPLITS}
 
     def shard_images(self, shard: Shard) -> tuple[SourceImage, ...]:
         return self.images[shard.start:shard.stop]
@@ -68,6 +81,11 @@ def _apportion(n: int, fractions: dict[str, float]) -> dict[str, int]:
     for s in sorted(raw, key=lambda s: (-(raw[s] - counts[s]), SPLITS.index(s)))[:rest]:
         counts[s] += 1
     return counts
+
+
+def pair_sha256(image_sha256: str, mask_sha256: str) -> str:
+    """The identity of an image + mask pair: SHA-256 over the two files' hex digests."""
+    return hashlib.sha256(f"pair:{image_sha256}:{mask_sha256}".encode()).hexdigest()
 
 
 def assign_splits(keys: list[str], split, *, seed: int) -> dict[str, str]:
@@ -112,11 +130,13 @@ def stored_dataset_id(manifest: dict, images: Iterable[tuple[str, str, str]]) ->
 
 
 def make_plan(manifest: Manifest, *, limit: int | None = None) -> Plan:
-    """List the sources, assign splits, apply ``limit`` (a seeded subset of images), hash the chosen
-    images' bytes (cached per stat signature: :mod:`datagen.filehash`), cut shards."""
+    """List the sources, assign splits, apply ``limit`` (a seeded subset of the primary images),
+    draw companions, hash the chosen images' bytes (cached per stat signature:
+    :mod:`datagen.filehash`), cut shards."""
     if limit is not None and limit < 1:
         raise ManifestError(f"--limit must be >= 1 (got {limit})")
     listed: dict[str, tuple] = {}
+    role_of: dict[str, str] = {}
     seen_paths: dict[str, int] = {}
     for i, src in enumerate(manifest.sources):
         items = list_source(manifest, i)
@@ -131,21 +151,55 @@ def make_plan(manifest: Manifest, *, limit: int | None = None) -> Plan:
                                     "an image may belong to one source (and split) only")
             seen_paths[real] = i
             listed[it.key] = (it, splits[it.key])
-    keys = sorted(listed)
+            role_of[it.key] = src.role
+    keys = sorted(k for k in listed if role_of[k] == PRIMARY)
     if limit is not None and limit < len(keys):
         keys = sorted(sorted(keys, key=lambda k: stable_digest(manifest.seed, "limit", k))[:limit])
     ordered = sorted(keys, key=lambda k: (SPLITS.index(listed[k][1]), k))
-    digests = sha256_files([listed[k][0].path for k in ordered])
-    images = tuple(SourceImage(j, k, listed[k][0].path, listed[k][0].size, listed[k][1], sha)
-                   for j, (k, sha) in enumerate(zip(ordered, digests, strict=True)))
+    drawn = _draw_companions(manifest, ordered, listed, role_of)
+    companions = sorted({k for ks in drawn.values() for k in ks}, key=lambda k: (SPLITS.index(listed[k][1]), k))
+    rows = ordered + companions
+    paths = [listed[k][0].path for k in rows]
+    masks = [listed[k][0].mask for k in rows if listed[k][0].mask is not None]
+    digests = sha256_files(paths + masks)
+    mask_digest = dict(zip(masks, digests[len(paths):], strict=True))
+    index = {k: j for j, k in enumerate(rows)}
+    images = []
+    for j, (k, sha) in enumerate(zip(rows, digests[:len(paths)], strict=True)):
+        it, split = listed[k]
+        if it.mask is not None:
+            sha = pair_sha256(sha, mask_digest[it.mask])
+        images.append(SourceImage(j, k, it.path, it.size, split, sha, it.mask, role_of[k],
+                                  tuple(index[c] for c in drawn.get(k, ()))))
+    images = tuple(images)
     dataset_id = compute_dataset_id(manifest.content(), limit=limit,
                                     images=[(im.key, im.split, im.sha256) for im in images])
     per = manifest.output.images_per_shard
     shards = []
     for split in SPLITS:
-        idx = [im.index for im in images if im.split == split]
+        idx = [im.index for im in images if im.split == split and im.role == PRIMARY]
         for start in range(0, len(idx), per):
             chunk = idx[start:start + per]
             shards.append(Shard(len(shards), split, chunk[0], chunk[-1] + 1))
     return Plan(manifest, images, tuple(shards), limit, dataset_id)
 
+
+def _draw_companions(manifest: Manifest, primaries: list[str], listed: dict, role_of: dict) -> dict[str, list[str]]:
+    """Primary key -> its companion keys (per role, in role order): see the module docstring."""
+    wanted = get_generator(manifest.generator.kind).COMPANIONS
+    if not wanted:
+        return {}
+    pools = {(role, split): sorted(k for k in listed if role_of[k] == role and listed[k][1] == split)
+             for role in wanted for split in SPLITS}
+    out: dict[str, list[str]] = {}
+    for key in primaries:
+        split = listed[key][1]
+        chosen: list[str] = []
+        for role, count in wanted.items():
+            pool = pools[role, split]
+            if len(pool) < count:
+                raise ManifestError(f"sources: the {split} split has {len(pool)} {role} image(s) but each primary image "
+                                    f"draws {count}; give the {role} sources a {split} share")
+            chosen += sorted(pool, key=lambda c: stable_digest(manifest.seed, "companion", role, key, c))[:count]
+        out[key] = chosen
+    return out

@@ -200,3 +200,22 @@ def disk_blur(image: np.ndarray, radius: float) -> np.ndarray:
     k = disk_kernel(radius).astype(np.float32)
     img = np.asarray(image, dtype=np.float32)
     return cv2.filter2D(img, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT).reshape(img.shape)
+
+
+def varying_disk_blur(image: np.ndarray, radius_map: np.ndarray) -> np.ndarray:
+    """Spatially varying pillbox blur, gather model: each output pixel is the :func:`disk_blur` of the
+    whole image (reflect border) with its own radius ``radius_map[y, x]`` (px; ``<= 0.5`` = sharp).
+
+    Computed as one whole-image blur per distinct radius, each pixel taken from the blur of its own
+    radius, which equals a per-pixel gather with that pixel's kernel.  float32 of ``image``'s shape
+    (``(H, W)`` or ``(H, W, C)``); ``radius_map`` is ``(H, W)``.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    radii = np.asarray(radius_map, dtype=np.float64)
+    if radii.shape != img.shape[:2]:
+        raise ValueError(f"radius_map {radii.shape} must have the image's size {img.shape[:2]}")
+    out = np.empty_like(img)
+    for r in np.unique(radii):
+        where = radii == r
+        out[where] = img[where] if r <= 0.5 else disk_blur(img, float(r))[where]
+    return out

@@ -34,12 +34,21 @@ from .atomic import atomic_write_bytes
 from .errors import OutputError, UserError, writable_dir
 from .generators import get_generator
 from .lock import output_lock
-from .manifest import Manifest
+from .manifest import PRIMARY, Manifest
 from .plan import Plan, make_plan
 from .provenance import versions
-from .shard import ShardMeta, ShardTask, UnusableShard, check_shard, run_shard
+from .shard import (
+    Companion,
+    ShardMeta,
+    ShardTask,
+    TaskImage,
+    UnusableShard,
+    check_shard,
+    run_shard,
+)
 from .writer import (
     consolidate,
+    image_digests,
     pause_point,
     remove_stale_temporaries,
     shard_path,
@@ -132,7 +141,12 @@ def _prepare_workdir(workdir: Path, out: Path, plan: Plan, overwrite: bool, log:
 def shard_tasks(plan: Plan, out: Path) -> list[ShardTask]:
     """One :class:`ShardTask` per shard of ``plan``, for the build of ``out``."""
     params = plan.manifest.generator.model_dump(mode="json")
-    return [ShardTask(s.index, s.split, tuple((im.index, im.key, im.path, im.sha256) for im in plan.shard_images(s)),
+
+    def task_image(im) -> TaskImage:
+        comps = tuple(Companion(c.role, c.key, c.path, c.sha256) for c in (plan.images[j] for j in im.companions))
+        return TaskImage(im.index, im.key, im.path, im.sha256, im.mask, comps)
+
+    return [ShardTask(s.index, s.split, tuple(task_image(im) for im in plan.shard_images(s)),
                       params, plan.manifest.seed, plan.layout_id, str(out)) for s in plan.shards]
 
 
@@ -414,6 +428,26 @@ def _build_locked(plan: Plan, out: Path, *, workers: int, scheduler: str | None,
     return result
 
 
+def _companion_rows(plan: Plan, stats: list[dict], digests: dict, fields: dict) -> list[dict]:
+    """``/sources`` rows of the companion images (no samples of their own), and a ``role`` column
+    for every row; adds their digests (of no rows) to ``digests``.  Nothing for a plan without
+    companions (so the table of such a corpus is as before)."""
+    companions = [im for im in plan.images if im.role != PRIMARY]
+    if not companions:
+        return []
+    columns = {k: v for row in stats for k, v in row.items()}
+    empty = image_digests({name: np.empty((0, *shape), dtype) for name, (dtype, shape) in fields.items()})
+    rows = []
+    for row in stats:
+        row["role"] = PRIMARY
+    for im in companions:
+        row = {k: "" if isinstance(v, str) else 0 for k, v in columns.items()}
+        row.update(index=im.index, key=im.key, sha256=im.sha256, samples=0, role=im.role)
+        rows.append(row)
+        digests[im.index] = empty
+    return rows
+
+
 def _finalize(plan: Plan, workdir: Path, out: Path, metas: dict[int, ShardMeta]) -> BuildResult:
     """Consolidate the checked shards (``metas``: their attributes, by shard index) into ``out``."""
     cls = get_generator(plan.manifest.generator.kind)
@@ -429,11 +463,13 @@ def _finalize(plan: Plan, workdir: Path, out: Path, metas: dict[int, ShardMeta])
         stats.extend(meta.sources)
         digests.update((row["index"], d) for row, d in zip(meta.sources, meta.digests, strict=True))
         per_class[shard.split] += np.asarray(meta.label_counts, np.int64)
+    stats += _companion_rows(plan, stats, digests, fields)
     stats.sort(key=lambda s: s["index"])
     split_of = {im.index: im.split for im in plan.images}
     sources = [{"key": s["key"], "split": split_of[s["index"]], **{k: v for k, v in s.items() if k not in ("key", "index")}}
                for s in stats]
-    counts = {s: {"samples": int(per_class[s].sum()), "images": sum(1 for r in sources if r["split"] == s),
+    counts = {s: {"samples": int(sum(r["samples"] for r in sources if r["split"] == s)),
+                  "images": sum(1 for r in sources if r["split"] == s and r.get("role", PRIMARY) == PRIMARY),
                   "per_class": [int(c) for c in per_class[s]]} for s in SPLITS}
     m = plan.manifest
     attrs = {

@@ -17,13 +17,15 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
 
 from .errors import SourceError
-from .generators import get_generator
-from .imageio import read_gray
+from .generators import SourceItem, get_generator
+from .imageio import read_image
+from .plan import pair_sha256
 from .seeding import rng_for
 from .writer import image_digests, shard_path, work_dir, write_failed, write_shard
 
@@ -31,11 +33,27 @@ from .writer import image_digests, shard_path, work_dir, write_failed, write_sha
 SHARD_VERSION = 3
 
 
+class Companion(NamedTuple):
+    role: str
+    key: str
+    path: str
+    sha256: str       # planned sha256 of the file
+
+
+class TaskImage(NamedTuple):
+    index: int        # row of /sources
+    key: str
+    path: str
+    sha256: str       # planned sha256 of the file (of the pair: datagen.plan.pair_sha256)
+    mask: str | None = None
+    companions: tuple[Companion, ...] = ()
+
+
 @dataclass(frozen=True)
 class ShardTask:
     index: int
     split: str
-    images: tuple[tuple[int, str, str, str], ...]   # (source index, key, path, planned sha256 of the file)
+    images: tuple[TaskImage, ...]
     generator: dict                                 # validated generator params (JSON form)
     seed: int
     layout_id: str
@@ -84,12 +102,39 @@ def _one_thread_per_task() -> None:
     cv2.setNumThreads(1)
 
 
+def _changed(path: str, sha: str, planned: str) -> SourceError:
+    return SourceError(f"{path}: the file changed during the build (SHA-256 {sha[:12]}, planned "
+                       f"{planned[:12]}); rerun when the sources are stable")
+
+
+def _load_item(gen, im: TaskImage) -> SourceItem:
+    """Decode one task image (its mask and companions too), each checked against its planned sha256."""
+    image, sha = read_image(im.path, color=gen.COLOR)
+    mask = None
+    if im.mask is not None:
+        mask, mask_sha = read_image(im.mask, color="gray", what="mask")
+        if mask.shape != image.shape[:2]:
+            raise SourceError(f"{im.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {im.path} is "
+                              f"{image.shape[1]}x{image.shape[0]}; a mask must have its image's size")
+        sha = pair_sha256(sha, mask_sha)
+    if sha != im.sha256:
+        raise _changed(im.mask or im.path, sha, im.sha256)
+    companions: dict[str, list[np.ndarray]] = {}
+    for c in im.companions:
+        other, other_sha = read_image(c.path, color=gen.COLOR)
+        if other_sha != c.sha256:
+            raise _changed(c.path, other_sha, c.sha256)
+        companions.setdefault(c.role, []).append(other)
+    return SourceItem(im.key, image, mask, {r: tuple(v) for r, v in companions.items()})
+
+
 def run_shard(task: ShardTask) -> dict:
     """Build and write one shard; returns a summary (samples, per-image stats, seconds).
 
     Raises a one-line :class:`SourceError` when a source file's bytes are not those planned
-    (it changed during the build), and a one-line :class:`OutputError` naming the corpus when
-    the shard cannot be written (disk full, quota, I/O error): both travel back through Dask.
+    (it changed during the build) or a mask does not fit its image, and a one-line
+    :class:`OutputError` naming the corpus when the shard cannot be written (disk full, quota,
+    I/O error): both travel back through Dask.
     """
     t0 = time.perf_counter()
     _one_thread_per_task()
@@ -97,21 +142,23 @@ def run_shard(task: ShardTask) -> dict:
     dtypes, shapes = _layout(gen)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in dtypes}
     stats, digests = [], []
-    for source_index, key, path, planned_sha in task.images:
-        image, sha = read_gray(path)
-        if sha != planned_sha:
-            raise SourceError(f"{path}: the file changed during the build (SHA-256 {sha[:12]}, planned "
-                              f"{planned_sha[:12]}); rerun when the sources are stable")
-        arrays, st = gen.make(image, rng_for(task.seed, key))
-        n = len(arrays["label"])
+    first = next(iter(gen.fields()))
+    for im in task.images:
+        arrays, st = gen.make(_load_item(gen, im), rng_for(task.seed, im.key))
+        n = len(arrays[first])
         arrays = {name: np.ascontiguousarray(arrays[name], dtype=dtypes[name]) for name in gen.fields()}
-        arrays["source"] = np.full(n, source_index, np.int32)
+        for name, arr in arrays.items():
+            if arr.shape != (n, *shapes[name]):
+                raise RuntimeError(f"generator {gen.KIND} returned {name} of shape {arr.shape} for {im.key}; "
+                                   f"expected {(n, *shapes[name])}")
+        arrays["source"] = np.full(n, im.index, np.int32)
         for name, arr in arrays.items():
             parts[name].append(arr)
         digests.append(image_digests(arrays))     # hashed here, in parallel, not by the consolidation
-        stats.append({"index": source_index, "key": key, "sha256": sha, "samples": n, **st})
+        extra = {"companions": " ".join(c.key for c in im.companions)} if gen.COMPANIONS else {}
+        stats.append({"index": im.index, "key": im.key, "sha256": im.sha256, "samples": n, **extra, **st})
     n_samples = sum(len(a) for a in parts["source"])
-    labels = np.concatenate(parts["label"]) if parts["label"] else np.empty(0, np.int64)
+    labels = np.concatenate(parts["label"]) if parts.get("label") else np.empty(0, np.int64)
     try:
         write_shard(task.path, parts, dtypes, shapes, {
             "layout_id": task.layout_id,
@@ -149,7 +196,7 @@ def _read_meta(f: h5py.File, task: ShardTask) -> ShardMeta:
     sources, digests = _json_attr(a, "sources", list), _json_attr(a, "digests", list)
     label_counts = _json_attr(a, "label_counts", list)
     meta = ShardMeta(task.index, str(a["split"]), int(a["n_samples"]), sources, digests, label_counts)
-    planned = [(i, k, sha) for i, k, _, sha in task.images]
+    planned = [(im.index, im.key, im.sha256) for im in task.images]
     held = [(int(r["index"]), str(r["key"]), str(r["sha256"])) for r in sources]
     if meta.split != task.split or held != planned:
         raise UnusableShard("holds other images than planned (or another version of them)")

@@ -12,7 +12,14 @@ from pathlib import Path
 
 from .errors import SourceError
 from .imageio import IMAGE_EXTENSIONS, open_image
-from .manifest import SOURCE_MODELS, BuiltinSource, Div2kSource, FolderSource, Manifest
+from .manifest import (
+    SOURCE_MODELS,
+    BuiltinSource,
+    Div2kSource,
+    FolderSource,
+    Manifest,
+    PairedSource,
+)
 
 #: Sharp natural photos shipped inside scikit-image's wheel (no download): name -> file.
 BUILTIN_IMAGES = {
@@ -33,11 +40,26 @@ SOURCE_KINDS = {kind: model.DESCRIPTION for kind, model in SOURCE_MODELS.items()
 SOURCE_KINDS["builtin"] += ": " + ", ".join(BUILTIN_IMAGES)
 
 
+#: Package folder of the object masks of built-in photos (``builtin`` sources with ``masks: true``):
+#: ``datagen/data/masks/<name>.png``, made by ``scripts/make_builtin_masks.py`` (README there).
+BUILTIN_MASKS_DIR = "data/masks"
+
+
 @dataclass(frozen=True)
 class Listed:
     key: str
     path: str
     size: int
+    mask: str | None = None     # the mask file of an image + mask pair
+
+
+def _builtin_masks_dir() -> Path:
+    return Path(str(importlib.resources.files("datagen") / BUILTIN_MASKS_DIR))
+
+
+def builtin_mask_names() -> list[str]:
+    """Built-in photos that have a shipped object mask."""
+    return sorted(p.stem for p in _builtin_masks_dir().glob("*.png") if p.stem in BUILTIN_IMAGES)
 
 
 def _skimage_data_dir() -> Path:
@@ -55,7 +77,7 @@ def builtin_image_path(name: str) -> Path:
 
 
 def _builtin(src: BuiltinSource, where: str) -> list[Listed]:
-    names = src.images or tuple(BUILTIN_IMAGES)
+    names = src.images or (tuple(builtin_mask_names()) if src.masks else tuple(BUILTIN_IMAGES))
     data_dir = _skimage_data_dir()
     out = []
     for name in names:
@@ -64,7 +86,13 @@ def _builtin(src: BuiltinSource, where: str) -> list[Listed]:
         path = data_dir / BUILTIN_IMAGES[name]
         if not path.is_file():
             raise SourceError(f"{where}: built-in image {path} is missing from the installed scikit-image; reinstall it")
-        out.append(Listed(f"{src.namespace}:{name}", str(path), path.stat().st_size))
+        mask = None
+        if src.masks:
+            mask = _builtin_masks_dir() / f"{name}.png"
+            if not mask.is_file():
+                raise SourceError(f"{where}.images: built-in image {name!r} has no shipped mask; with masks: true "
+                                  f"choose from {', '.join(builtin_mask_names())}")
+        out.append(Listed(f"{src.namespace}:{name}", str(path), path.stat().st_size, str(mask) if mask else None))
     return out
 
 
@@ -108,6 +136,27 @@ def _div2k(src: Div2kSource, manifest: Manifest, where: str) -> list[Listed]:
             for p in _glob_images(sub, "*.png", where)]
 
 
+def _paired(src: PairedSource, manifest: Manifest, where: str) -> list[Listed]:
+    """Images of ``<root>/<images>`` with their masks in ``<root>/<masks>``, matched by file stem."""
+    root = manifest.resolve_root(src.root)
+    _check_dir(root, where, f"point root at the folder holding {src.images}/ and {src.masks}/")
+    for sub, name in ((src.images, "images"), (src.masks, "masks")):
+        _check_dir(root / sub, f"{where}.{name}", f"{root} must hold {sub}/")
+    images = _glob_images(root / src.images, "*", f"{where}.images")
+    masks: dict[str, Path] = {}
+    for p in _glob_images(root / src.masks, "*", f"{where}.masks"):
+        if p.stem in masks:
+            raise SourceError(f"{where}.masks: two masks for {p.stem} ({masks[p.stem].name}, {p.name}); keep one")
+        masks[p.stem] = p
+    out = []
+    for p in images:
+        mask = masks.get(p.stem)
+        if mask is None:
+            raise SourceError(f"{where}: {src.images}/{p.name} has no mask {src.masks}/{p.stem}.*; add it or remove the image")
+        out.append(Listed(f"{src.namespace}:{p.name}", str(p), p.stat().st_size, str(mask)))
+    return out
+
+
 def list_source(manifest: Manifest, index: int) -> list[Listed]:
     """The images of ``manifest.sources[index]`` in key order (header-checked, not decoded)."""
     src = manifest.sources[index]
@@ -116,15 +165,23 @@ def list_source(manifest: Manifest, index: int) -> list[Listed]:
         items = _builtin(src, where)
     elif isinstance(src, FolderSource):
         items = _folder(src, manifest, where)
+    elif isinstance(src, PairedSource):
+        items = _paired(src, manifest, where)
     else:
         items = _div2k(src, manifest, where)
     for it in items:
-        check_header(it.path)
+        size = check_header(it.path)
+        if it.mask is not None:
+            mask_size = check_header(it.mask, what="mask")
+            if mask_size != size:
+                raise SourceError(f"{where}: mask {it.mask} is {mask_size[0]}x{mask_size[1]} but its image {it.path} is "
+                                  f"{size[0]}x{size[1]}; a mask must have its image's size")
     return sorted(items, key=lambda it: it.key)
 
 
-def check_header(path: str) -> None:
+def check_header(path: str, *, what: str = "image") -> tuple[int, int]:
     """Fail early, with one line, on files that are not images or have too many pixels
-    (:func:`datagen.imageio.open_image`; the full decode happens in the workers)."""
-    with open_image(path):
-        pass
+    (:func:`datagen.imageio.open_image`; the full decode happens in the workers); returns
+    ``(width, height)``."""
+    with open_image(path, what=what) as im:
+        return im.size

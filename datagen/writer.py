@@ -358,6 +358,8 @@ def consolidate(out: Path, shards: list[tuple[Path, str, int]], fields: dict[str
             values = [row[col] for row in sources]
             if values and isinstance(values[0], str):
                 src.create_dataset(col, data=np.array(values, dtype=h5py.string_dtype()))
+            elif any(isinstance(v, float) for v in values):
+                src.create_dataset(col, data=np.asarray(values, dtype=np.float64))
             else:
                 src.create_dataset(col, data=np.asarray(values, dtype=np.int64))
         digest = content_sha256(field_digests, [row["key"] for row in sources])

@@ -30,6 +30,7 @@ _BUILTIN = {
     "galetto2022": "methods.galetto2022:Galetto2022",
     "galetto2022_um": "methods.galetto2022:Galetto2022UM",
     "galetto2022_sdof": "methods.galetto2022:Galetto2022SDoF",
+    "karaali2022": "methods.karaali2022:Karaali2022",
 }
 
 #: What a method name may be: a letter, then letters, digits, ``_`` or ``-``; at most 64 characters.

@@ -132,18 +132,22 @@ def epoch_order(n: int, k: int | None, *, seed: int, epoch: int) -> np.ndarray:
     return perm if k is None else perm[: min(int(k), n)]
 
 
-def learning_rate(hp: dict, *, step: int, total: int) -> float:
+def learning_rate(hp: dict, *, step: int, total: int, steps_per_epoch: int = 1) -> float:
     """The learning rate of optimizer step ``step`` of ``total``: a pure function of the step, so a
     resumed run needs no scheduler state.  ``hp["lr_schedule"]``: ``constant`` (default; ``hp["lr"]``
-    throughout) or ``cosine`` (``lr * (1 + cos(pi * step / total)) / 2``, from ``lr`` down to 0)."""
+    throughout), ``cosine`` (``lr * (1 + cos(pi * step / total)) / 2``, from ``lr`` down to 0) or
+    ``step`` (``lr * lr_gamma ** (epoch // lr_step_epochs)``, ``epoch = step // steps_per_epoch``)."""
     schedule = hp.get("lr_schedule", "constant")
     if schedule == "constant":
         return float(hp["lr"])
+    if schedule == "step":
+        epoch = int(step) // max(int(steps_per_epoch), 1)
+        return float(hp["lr"]) * float(hp["lr_gamma"]) ** (epoch // int(hp["lr_step_epochs"]))
     if schedule == "cosine":
         # a Python float: the optimizer state (and so the checkpoint) must hold no numpy scalar, which
         # torch.load(weights_only=True) refuses
         return float(hp["lr"]) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
-    raise ValueError(f"unknown lr_schedule {schedule!r}; known: constant, cosine")
+    raise ValueError(f"unknown lr_schedule {schedule!r}; known: constant, cosine, step")
 
 
 # ----------------------------------------------------------------------------- hardware
@@ -224,10 +228,29 @@ def progress_bar(*, epoch: int, epochs: int, done: int, total: int, loss: float,
             f"acc {acc:.4f} {rate:.0f} samples/s eta {int(eta) // 60}:{int(eta) % 60:02d}")
 
 
+def load_init(path: str | os.PathLike) -> tuple[dict, str]:
+    """``(state dict, sha256)`` of the init weights of a staged recipe (``torch.load(weights_only=True)``;
+    a checkpoint's ``"model"`` / ``"state_dict"`` is unwrapped).  Raises :class:`TrainingInputError`
+    (one line) for a file that is missing or is not a state dict."""
+    from .torch_inference import unwrap_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingInputError(f"--init {path}: no such file; give the model.pt of the earlier stage's run")
+    try:
+        state = unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True), torch)
+    except Exception as err:  # noqa: BLE001 - any unreadable file: one line
+        raise TrainingInputError(f"--init {path}: not a torch weights file ({type(err).__name__})") from None
+    if state is None:
+        raise TrainingInputError(f"--init {path}: not a state dict of tensors")
+    return state, file_sha256(path)
+
+
 def train(recipe: Recipe, corpus: str | os.PathLike, *, out: str | os.PathLike, profile: str = "smoke",
           device: str = "cpu", resume: bool = False, seed: int = 0, overrides: dict | None = None,
           extra_card: dict | None = None, threads: int | None = None, stop_after: int | None = None,
-          test_corpus: str | os.PathLike | None = None, log=_progress) -> dict | None:
+          test_corpus: str | os.PathLike | None = None, init: str | os.PathLike | None = None,
+          log=_progress) -> dict | None:
     """Train ``recipe`` on ``corpus`` into ``out`` (see the module docstring); returns the model card.
 
     The caller has checked the corpus (generator, splits) and made ``out``; it should hold
@@ -237,12 +260,17 @@ def train(recipe: Recipe, corpus: str | os.PathLike, *, out: str | os.PathLike, 
     (not part of the recipe: a time-sliced run ends with the weights of a straight one).
     ``test_corpus``: take the test metrics of the card from the ``test`` split of this corpus (one never
     used in training, e.g. gauss20 of the DIV2K validation images) instead of ``corpus``'s own.
+    ``init``: the earlier stage's weights, for a recipe with ``init`` (required then, refused otherwise).
     """
     t_start = time.perf_counter()
     out = Path(out)
     dev = torch.device(device)
     hp = recipe.hparams(profile, overrides)
-    fingerprint = recipe.fingerprint(profile, hp, seed)
+    if (init is None) != (recipe.init is None):
+        raise TrainingInputError(f"{recipe.method} needs --init: {recipe.init[0]}" if recipe.init else
+                                 f"{recipe.method} starts from scratch; drop --init")
+    init_state, init_sha = load_init(init) if init is not None else (None, None)
+    fingerprint = recipe.fingerprint(profile, hp, seed, init_sha256=init_sha)
     ident = corpus_identity(corpus)
     ckpt = check_out(out, fingerprint=fingerprint, dataset_id=ident.get("dataset_id"), resume=resume)
     if resume and (out / CARD).exists():
@@ -253,15 +281,16 @@ def train(recipe: Recipe, corpus: str | os.PathLike, *, out: str | os.PathLike, 
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True)
     try:
-        return _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed, extra_card, log, t_start,
-                      stop_after, test_corpus)
+        init_card = {"init": {"path": str(Path(init).absolute()), "sha256": init_sha}} if init is not None else {}
+        return _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed,
+                      {**(extra_card or {}), **init_card}, log, t_start, stop_after, test_corpus, init_state)
     finally:
         torch.use_deterministic_algorithms(prev_det)
         torch.set_num_threads(prev_threads)
 
 
 def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed, extra_card, log, t_start, stop_after,
-           test_corpus):
+           test_corpus, init_state):
     torch.manual_seed(seed)
     fields = list(recipe.fields)
     train_x, train_y = load_split(corpus, "train", fields)
@@ -271,8 +300,14 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
     t_train = torch.from_numpy(train_x).to(dev)
     l_train = torch.from_numpy(train_y.astype(np.int64)).to(dev)
 
-    model = recipe.make_model(seed=seed, **recipe.arch).to(dev)
-    opt = recipe.optimizer(model.parameters(), hp)
+    model = recipe.make_model(seed=seed, **recipe.arch)
+    if init_state is not None:
+        try:
+            recipe.init[1](model, init_state)
+        except (ValueError, RuntimeError, KeyError) as err:
+            raise TrainingInputError(f"--init: {(str(err).splitlines() or [type(err).__name__])[0]}") from None
+    model = model.to(dev)
+    opt = recipe.optimizer([p for p in model.parameters() if p.requires_grad], hp)
     start, best_acc, history = 0, -1.0, []
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -298,7 +333,7 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
         for b in range(n_batches):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(hp, step=epoch * steps_per_epoch + b,
-                                            total=int(hp["epochs"]) * steps_per_epoch)
+                                            total=int(hp["epochs"]) * steps_per_epoch, steps_per_epoch=steps_per_epoch)
             idx = torch.from_numpy(order[b * bs:(b + 1) * bs]).to(dev)
             x, y = recipe.batch(t_train.index_select(0, idx), l_train.index_select(0, idx))
             logits = model(x)
@@ -358,6 +393,9 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
                            "content_sha256": test_ident.get("content_sha256")}}
         log(f"test accuracy {t['acc']:.4f} on {t['n']} samples of {test_ident.get('name')}")
     best = max(history, key=lambda h: h["val_acc"])
+    val_conf = None
+    if recipe.arch.get("num_classes"):   # the best weights' confusion on the val subset (a corpus may have no test split)
+        val_conf = evaluate(model, recipe, val, device=dev, num_classes=recipe.arch["num_classes"]).get("confusion")
     card = {
         "method": recipe.method, "recipe_version": recipe.version,
         "architecture": {"name": type(model).__name__, **getattr(model, "config", recipe.arch)},
@@ -368,7 +406,7 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
         "epochs_run": len(history), "seed": int(seed),
         "val": {"best": {"epoch": best["epoch"], "loss": best["val_loss"], "acc": best["val_acc"]},
                 "last": {"epoch": history[-1]["epoch"], "loss": history[-1]["val_loss"], "acc": history[-1]["val_acc"]},
-                "n": len(val[1])},
+                "n": len(val[1]), "confusion": val_conf},
         "test": test,
         "history": history,   # the training curve (log.jsonl), rendered by the report
         "wall_seconds": sum(h["seconds"] for h in history),

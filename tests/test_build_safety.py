@@ -175,7 +175,7 @@ def test_a_shard_of_another_version_of_a_source_file_is_rebuilt(reference, image
     out = tmp_path / "c.h5"
     task = shard_tasks(make_plan(manifest), out)[0]
     task.path.parent.mkdir(parents=True)
-    stale = replace(task, images=tuple((i, k, p, "0" * 64) for i, k, p, _ in task.images))
+    stale = replace(task, images=tuple(im._replace(sha256="0" * 64) for im in task.images))
     with pytest.raises(SourceError, match="changed during the build"):
         run_shard(stale)
     run_shard(task)

@@ -8,6 +8,7 @@ import scipy.ndimage as ndi
 from PIL import Image
 
 from datagen import psf
+from datagen.generators import SourceItem
 from datagen.generators.gauss20 import (
     BLUR_BITS,
     Gauss20,
@@ -189,7 +190,7 @@ def test_tile_context_and_patch_blur_options():
         for c, sigma in enumerate((1.0, 5.0)):
             np.testing.assert_array_equal(got[j, c], reference_fixed_point_blur(gray[y:y + 32, x:x + 32], sigma)[0])
     gen = Gauss20(Gauss20Params(blur_context="patch", sigmas=(1.0, 2.0)))
-    arrays, stats = gen.make(gray, np.random.default_rng(0))
+    arrays, stats = gen.make(SourceItem("t", gray), np.random.default_rng(0))
     assert arrays["image"].shape[0] == 3 * stats["sharp_tiles"] > 0
     with pytest.raises(ValueError):
         Gauss20Params(sigmas=(2.0, 1.0))

@@ -354,8 +354,13 @@ def test_learning_rate_schedules():
     assert rates[0] == pytest.approx(1e-3) and rates[50] == pytest.approx(5e-4) and rates[100] == pytest.approx(0)
     assert all(a >= b for a, b in itertools.pairwise(rates))
     assert all(type(r) is float for r in rates)     # no numpy scalar in the optimizer state (weights_only)
-    with pytest.raises(KeyError, match="lr_schedule must be one of constant, cosine"):
+    with pytest.raises(KeyError, match="lr_schedule must be one of constant, cosine, step"):
+        GALETTO2022.hparams("smoke", {"lr_schedule": "linear"})
+    with pytest.raises(KeyError, match="lr_schedule step needs lr_step_epochs"):
         GALETTO2022.hparams("smoke", {"lr_schedule": "step"})
+    steps = dict(hp, lr_schedule="step", lr_gamma=0.1, lr_step_epochs=2)      # / 10 every 2 epochs of 5 steps
+    got = [training.learning_rate(steps, step=s, total=50, steps_per_epoch=5) for s in (0, 9, 10, 19, 20)]
+    assert got == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5]) and all(type(r) is float for r in got)
     assert GALETTO2022.hparams("cpu")["lr_schedule"] == "cosine"
     assert GALETTO2022.hparams("smoke", {"lr_schedule": "cosine"})["lr_schedule"] == "cosine"
 

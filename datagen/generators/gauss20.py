@@ -36,7 +36,8 @@ from pydantic import Field as PydField
 from pydantic import field_validator
 
 from .. import psf
-from .base import Field, Generator, StrictModel
+from ..patches import reflect_index
+from .base import Field, Generator, SourceItem, StrictModel
 
 _DEFAULT_SIGMAS = tuple(float(s) for s in range(1, 20))
 
@@ -129,12 +130,6 @@ def _tile_variance(values: np.ndarray, patch: int, cols: int) -> np.ndarray:
     s2 = np.einsum("ijk,ijk->ij", runs, runs).reshape(rows, patch, cols).sum(axis=1)
     n = patch * patch
     return s2 / n - (s1 / n) ** 2
-
-
-def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
-    """Map any integer positions onto ``0..n-1`` by half-sample symmetric extension (period ``2n``)."""
-    m = np.mod(idx, 2 * n)
-    return np.where(m < n, m, 2 * n - 1 - m)
 
 
 def blurred_tiles(gray: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, patch: int, sigmas,
@@ -260,7 +255,8 @@ class Gauss20(Generator):
     def classes(self) -> list[dict]:
         return [{"label": 0, "sigma": 0.0}] + [{"label": i + 1, "sigma": s} for i, s in enumerate(self.params.sigmas)]
 
-    def make(self, image: np.ndarray, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
+    def make(self, item: SourceItem, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
+        image = item.image
         prm = self.params
         p = prm.patch_size
         rows, cols = tile_grid(image.shape, p)
@@ -282,3 +278,9 @@ class Gauss20(Generator):
         }
         stats = {"height": int(image.shape[0]), "width": int(image.shape[1]), "tiles": int(rows * cols), "sharp_tiles": int(n)}
         return arrays, stats
+
+    def summary(self, stats: list[dict]) -> list[str]:
+        sharp = [int(s["sharp_tiles"]) for s in stats if "sharp_tiles" in s]
+        if not sharp:
+            return []
+        return [f"{sum(sharp)} sharp base patches from {len(sharp)} images ({sum(sharp) / len(sharp):.1f} per image)"]

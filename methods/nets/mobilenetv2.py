@@ -58,6 +58,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .init import keras_init_
+
 #: The inverted-residual table (expansion t, output channels c, repeats n, first stride s).
 INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
     (1, 16, 1, 1),
@@ -179,21 +181,9 @@ class MobileNetV2(nn.Module):
         self.classifier = nn.Linear(last, num_classes)
         self.reset_parameters(seed)
 
-    @torch.no_grad()
     def reset_parameters(self, seed: int = 0) -> None:
-        """Keras default initialisation drawn from ``torch.Generator().manual_seed(seed)``."""
-        g = torch.Generator().manual_seed(int(seed))
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                w = torch.empty(m.weight.shape, dtype=torch.float32)
-                nn.init.xavier_uniform_(w, generator=g)
-                m.weight.copy_(w)
-                if m.bias is not None:
-                    m.bias.zero_()
-            elif isinstance(m, nn.BatchNorm2d):
-                m.reset_running_stats()
-                m.weight.fill_(1.0)
-                m.bias.zero_()
+        """Keras default initialisation drawn from ``torch.Generator().manual_seed(seed)`` (:func:`keras_init_`)."""
+        keras_init_(self, seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
