@@ -15,6 +15,7 @@ sha256; ``galetto2022``, ``galetto2022_um`` and ``galetto2022_sdof`` share one) 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,8 @@ def _facts(card: dict, rec: dict, methods: list[str]) -> str:
         ("profile", (f"{card.get('profile')} · {card.get('epochs_run')} epochs · seed {card.get('seed')} · "
                      f"recipe {card.get('method')} v{card.get('recipe_version')}")),
         ("hyper-parameters", json.dumps(card.get("hyperparameters"), sort_keys=True)),
+        *([("starts from", f"{Path(str(_get(card, 'init', 'path'))).name} sha256 {str(_get(card, 'init', 'sha256'))[:16]}… "
+                           "(the earlier stage's weights; what it copies is frozen)")] if card.get("init") else []),
         ("validation", (f"best accuracy {_pct(_get(card, 'val', 'best', 'acc'))}"
                         f"{_within_one(_get(card, 'val', 'confusion'))} at epoch "
                         f"{_get(card, 'val', 'best', 'epoch')} (n {_get(card, 'val', 'n')})")),
