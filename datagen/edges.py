@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from .imageio import LUMA_BT601
+
 __all__ = ["EDGE_CHANNELS", "EDGE_SIGMA", "canny_edges", "edge_channel"]
 
 #: Channels :func:`canny_edges` can run on.
@@ -35,7 +37,7 @@ def edge_channel(rgb: np.ndarray, channel: Literal["v", "gray", "hue"] = "v") ->
         return img.max(axis=2) / 255.0 if img.dtype == np.uint8 else img.max(axis=2).astype(np.float64)
     img = img.astype(np.float64) / 255.0 if img.dtype == np.uint8 else img.astype(np.float64)
     if channel == "gray":
-        return img @ np.array([0.299, 0.587, 0.114])
+        return img @ np.array(LUMA_BT601)
     if channel == "hue":
         from skimage.color import rgb2hsv
         return rgb2hsv(img)[..., 0]

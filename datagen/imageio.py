@@ -26,6 +26,9 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import SourceError, UserError
 
+#: BT.601 luma weights (R, G, B): the one definition (``methods.base`` and ``datagen.edges`` use it).
+LUMA_BT601 = (0.299, 0.587, 0.114)
+
 #: File name extensions of images, lower case: what the ``folder`` and ``div2k`` sources and
 #: ``bench``'s dataset and map readers pick up (the one list).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")

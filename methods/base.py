@@ -24,13 +24,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datagen.generators.base import StrictModel
+from datagen.imageio import LUMA_BT601 as _LUMA
 
 PROVIDES = ("blur_map", "enhanced_image", "restored_image")
 UNITS = ("sigma_px", "radius_px", "relative", "score", "image")
 HIGHER = ("blurred", "sharp", "n/a")
 
-#: BT.601 luma weights (R, G, B), as in :mod:`datagen.imageio` (Pillow's ``convert("L")``).
-LUMA_BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+#: BT.601 luma weights (R, G, B) of :data:`datagen.imageio.LUMA_BT601` (Pillow's ``convert("L")``), float32.
+LUMA_BT601 = np.array(_LUMA, dtype=np.float32)
 
 
 class Params(StrictModel):

@@ -106,6 +106,8 @@ def main() -> int:
         if args.part:
             if args.run_dir is not None:
                 raise SystemExit("ship_weights: error: give RUN_DIR or --part, not both")
+            if any("=" not in item for item in args.part):
+                raise SystemExit("ship_weights: error: --part takes PREFIX=RUN_DIR (e.g. bnet=runs/train/karaali2022_bnet-cpu-0)")
             parts = dict(item.split("=", 1) for item in args.part)
             pt, card = ship_parts({k: Path(v) for k, v in parts.items()}, args.name)
         else:
