@@ -19,6 +19,10 @@ For each photo and tile size it prints the best of ``--repeat`` runs after one w
 the padded image, head tails per edge pixel, float64 re-evaluation of near-ties), ``guide``
 (self-guided RF, sigma_s 7) and ``propagation`` (normalised RF with the depth-edge penalty), and
 the total.  ``--patch`` also times the authors' per-patch evaluation on the RTF image (slow).
+``--bound`` measures this machine's 64->64 3x3 convolution throughput (float32 and bfloat16,
+channels-last, a 512x512 map) and prints the lower bound it puts on the networks: the multiply-adds
+every pixel needs in dense mode (counted from the layers), at that throughput, before any halo,
+head tail, edge detection or propagation.
 
 Where the time goes (arithmetic, per pixel of the padded tile): the three f1 trunks and f2 cost
 ~416 k multiply-adds (a stride-1 pool plus three dilated 64->64 3x3 convs for br41 and f2, three
@@ -28,28 +32,29 @@ channels-last) the dense part alone is ~7.5 s/MP, plus ~1 s/MP per 10 % of edge 
 networks cannot reach 3 s/MP in float32 on 2 cores.  The per-patch evaluation needs 78 M
 multiply-adds per edge pixel (~12 M per pixel at 16 % edges): ~40x slower.
 
-Measured 2026-12-02, torch 2.14.1, 2-core AMD EPYC (AVX512-BF16), tile 256, authors' weights, our
-V-channel Canny, **while another developer's dataset build and training jobs kept the load average
-at 3-4**: with two threads the OpenMP barriers of the small convolutions then wait for descheduled
-threads (a 3-patch forward took 0.54 s with 2 threads vs 9 ms with 1), so the single-thread
-process-CPU figures are the load-robust ones; halve them for an idle 2-core machine.  s/MP:
+Measured 2026-12-02 on an idle 2-core AMD EPYC (Zen 4, AVX512-BF16), torch 2.14.1, 2 threads,
+tile 256, the authors' weights, our V-channel Canny (``--precision float32,bfloat16 --repeat 1``),
+wall s/MP:
 
-  photo                    MP    edges  prec   networks  guide  propagation  total   total
-                                                (1 thread, CPU s/MP)               (2 threads, wall)
-  RTF image_01 360x360     0.13  14.7 %  fp32   24.1      0.63   0.50         25.3    49.1
-  kodim01 500x500          0.25  15.2 %  fp32   21.9      0.36   0.37         22.7    44.6
-  DIV2K 0803 1152x868      1.00   3.3 %  fp32   12.8      0.38   0.30         13.6    28.8
-  RTF image_01             0.13  14.7 %  bf16   13.1      0.36   0.35         13.9    27.2
-  kodim01                  0.25  15.2 %  bf16   12.2      0.36   0.34         13.0    26.5
-  DIV2K 0803               1.00   3.3 %  bf16    6.8      0.46   0.32          7.7    13.6
+  photo                    MP    edges  prec   networks  guide  propagation  total
+  RTF image_01 360x360     0.13  14.7 %  fp32   13.9      0.41   0.43         14.9
+  kodim01 500x500          0.25  15.2 %  fp32   12.1      0.38   0.35         12.9
+  DIV2K 0803 1152x868      1.00   3.3 %  fp32    7.4      0.54   0.39          8.4
+  RTF image_01             0.13  14.7 %  bf16    8.2      0.44   0.36          9.1
+  kodim01                  0.25  15.2 %  bf16    7.5      0.49   0.37          8.5
+  DIV2K 0803               1.00   3.3 %  bf16    4.8      0.63   0.49          6.0
 
-Edges (Canny) ~0.1 s/MP.  So on an idle 2-core machine: ~7 (sparse edges) to ~13 (dense edges)
-s/MP in float32, ~4-7 s/MP with bfloat16 trunks: the 3 s/MP target is not met; the networks are
->90 % of the time and arithmetic-bound (see above).  Earlier the same day, with less load, RTF
-image_01 with its precomputed edges (16.5 % edge pixels) took 1.8-2.2 s wall on 2 threads (~15 s/MP).
-Tile 512 was not faster than 256 (cache); shrinking each tile to the bounding box of its edge pixels
-saved 28 % on the DIV2K photo.  The per-patch evaluation (``mode="patch"``, the authors' way) took
-77 s for RTF image_01 (~600 s/MP) against 2-9 s dense in the same conditions.
+Edges (Canny) ~0.1 s/MP.  ``--bound`` on the same machine: 675 k multiply-adds per pixel (1.35
+TFLOP/MP); 64->64 3x3 convolutions at 151-177 GFLOP/s in float32 and 373-426 GFLOP/s in bfloat16
+on the 2 cores, so the networks alone need >= 7.6 s/MP in float32 and >= 3.2 s/MP in bfloat16 even
+at full convolution throughput, with no halo and no head tails: **the 3 s/MP target is out of reach
+of this method on 2 CPU cores** (only int8 convolutions, ~800 GOP/s here through torch's deprecated
+quantized-tensor API, could approach it, at a cost in accuracy not measured).  Where the rest goes
+(kodim01, bfloat16): trunks ~0.9 s, dense head convolutions ~0.4 s, head tails (float32) ~0.5 s,
+gathers ~0.13 s.  Tile 512 was not faster than 256 (cache); shrinking each tile to the bounding box of
+its edge pixels saved 28 % on the DIV2K photo.  The per-patch evaluation (``mode="patch"``, the
+authors' way) took 77 s for RTF image_01 (~600 s/MP), under load, against 2-9 s dense in the same
+conditions.
 """
 from __future__ import annotations
 
@@ -124,6 +129,49 @@ def _stages(m, img) -> tuple[dict, dict]:
     return wall, cpu
 
 
+def dense_macs_per_pixel() -> int:
+    """Multiply-adds per pixel of the dense part of the networks: every convolution of the f1
+    trunks and f2 (each evaluated once per pixel, at stride 1) and the first convolution of both
+    heads (evaluated densely too); counted from the layer shapes."""
+    from torch import nn
+
+    from methods.nets.karaali_nets import Karaali2022Net
+
+    net = Karaali2022Net()
+    convs = [*net.bnet.f1.modules(), *net.enet.f2.modules(), net.bnet.head.conv1, net.enet.head.conv1]
+    return sum(m.weight.numel() for m in convs if isinstance(m, nn.Conv2d))
+
+
+def conv_throughput(dtype, *, size: int = 512, repeat: int = 5) -> float:
+    """Best GFLOP/s of a 64->64 3x3 valid convolution of a ``(1, 64, size, size)`` channels-last map."""
+    import torch
+    from torch.nn import functional as F
+
+    x = torch.rand(1, 64, size, size, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = (torch.randn(64, 64, 3, 3) * 0.05).to(dtype)
+    F.conv2d(x, w)
+    best = min(_timed(lambda: F.conv2d(x, w)) for _ in range(repeat))
+    return 2 * 64 * 64 * 9 * (size - 2) ** 2 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def print_bound() -> None:
+    import torch
+
+    macs = dense_macs_per_pixel()
+    print(f"dense part of the networks: {macs / 1e3:.0f} k multiply-adds per pixel "
+          f"({2 * macs / 1e6:.2f} TFLOP per megapixel)")
+    for dtype in (torch.float32, torch.bfloat16):
+        gflops = conv_throughput(dtype)
+        print(f"{str(dtype).split('.')[1]:9s} 64->64 3x3 conv: {gflops:5.0f} GFLOP/s on {torch.get_num_threads()} "
+              f"threads -> networks >= {2 * macs / gflops / 1e3:.2f} s/MP")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", nargs="*")
@@ -134,10 +182,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--precision", default="float32", help="float32, bfloat16 or both comma-separated")
     ap.add_argument("--patch", action="store_true", help="also time the per-patch evaluation on the first photo")
+    ap.add_argument("--bound", action="store_true", help="print the lower bound this CPU's conv throughput puts on "
+                                                         "the networks, and stop")
     args = ap.parse_args()
 
     import torch
     torch.set_num_threads(args.threads)
+    if args.bound:
+        print_bound()
+        return
     from methods import torch_inference
     from methods.karaali2022 import Karaali2022
 
