@@ -17,7 +17,7 @@ import yaml
 
 from datagen.errors import UserError, stdout_closed
 
-from .harness import (  # noqa: F401
+from .exits import (  # noqa: F401
     EXIT_INTERRUPTED,
     EXIT_NOTHING,
     EXIT_OK,
@@ -174,8 +174,9 @@ def cmd_predict(args) -> int:
         raise UserError(f"--set for {args.method}: {describe_validation_error(err)}") from None
     out = writable_dir(args.out, hint="choose another --out")
     images = [(p, read_rgb(p)) for p in args.images]  # decode all first: bad input fails before any output
+    maps = _input_maps(args, cls, images)
     for i, (path, image) in enumerate(images):
-        pred = method.predict(image)
+        pred = method.predict(image) if maps is None else method.predict_with_map(image, maps[i])
         if i == 0:   # after the first success, so that an error stays the only line on stderr
             for r in resolved.values():
                 print(f"{args.method}: weights {r.name} ({r.origin}) {r.path} sha256 {r.sha256[:12]}", file=sys.stderr)
@@ -186,6 +187,44 @@ def cmd_predict(args) -> int:
         atomic_write_bytes(out / f"{stem}.png", previews.output_png(np.asarray(pred, dtype=np.float32)))
         print(out / f"{stem}.npy")
     return EXIT_OK
+
+
+def _input_maps(args, cls, images) -> list | None:
+    """The ``--map`` files of a map consumer, read and converted to its units (one-line errors)."""
+    from methods.map_units import convert_map
+
+    if not cls.NEEDS_MAP:
+        if args.map:
+            raise UserError(f"--map: {args.method} takes no blur map")
+        return None
+    if not args.map:
+        raise UserError(f"{args.method} needs a blur map: give --map FILE for each image (.npy in --map-units, or a "
+                        "PNG holding radius / 6 * 255)")
+    if len(args.map) != len(images):
+        raise UserError(f"--map: {len(args.map)} map(s) for {len(images)} image(s); give one per image, in order")
+    out = []
+    for path, (_, image) in zip(args.map, images, strict=True):
+        raw, units = _read_map(path, args.map_units)
+        out.append(convert_map(raw, units=units, to=cls.NEEDS_MAP, shape=image.shape[:2]))
+    return out
+
+
+def _read_map(path: str, units: str):
+    """A map file: ``.npy`` (2-D float, ``units``) or an image (gray, ``/ 255`` = relative)."""
+    from datagen.imageio import open_image
+    from datagen.safe_read import UnreadableFile, read_regular_file
+
+    try:
+        raw = read_regular_file(path, limit=512 * 2**20, what="maps")
+    except UnreadableFile as err:
+        raise UserError(f"--map {path}: {err}") from None
+    if str(path).lower().endswith(".npy"):
+        try:
+            return np.load(io.BytesIO(raw), allow_pickle=False), units
+        except ValueError as err:
+            raise UserError(f"--map {path}: not a numpy array file ({err})") from None
+    with open_image(raw, name=str(path), what="map") as im:
+        return np.asarray(im.convert("L"), dtype=np.float64) / 255.0, "relative"
 
 
 # ----------------------------------------------------------------------------- score
@@ -248,7 +287,7 @@ def _weights_line(r: dict) -> str:
     card = r.get("card_summary") or {}
     if card:
         figures = [f"{k} {card[k]:.4f}" if isinstance(card[k], float) else f"{k} {card[k]}"
-                   for k in ("profile", "epochs", "val_acc", "test_acc") if card.get(k) is not None]
+                   for k in ("profile", "epochs", "val_acc", "test_acc", "val_ssim", "test_ssim") if card.get(k) is not None]
         if r.get("card_matches") is False:
             figures.append("card describes other weights (sha256 differs)")
         line += f"\n{'':14s}model card: {', '.join(figures) or 'no key figures'}"
@@ -276,9 +315,9 @@ def cmd_train(args) -> int:
     card = train(args.method, args.corpus, profile=args.profile, device=args.device, out=args.out,
                  resume=args.resume, seed=args.seed, overrides=_parse_sets(args.set), test_corpus=args.test_corpus,
                  init=args.init)
-    best = card["val"]["best"]
-    test = f"; test acc {card['test']['acc']:.4f} (n {card['test']['n']})" if card.get("test") else ""
-    print(f"{card['method']}: best val acc {best['acc']:.4f} (epoch {best['epoch']}){test}; "
+    best, metric = card["val"]["best"], card.get("metric", "acc")
+    test = f"; test {metric} {card['test'][metric]:.4f} (n {card['test']['n']})" if card.get("test") else ""
+    print(f"{card['method']}: best val {metric} {best[metric]:.4f} (epoch {best['epoch']}){test}; "
           f"weights {card['weights']['file']} sha256 {card['weights']['sha256'][:12]}")
     return EXIT_OK
 
@@ -321,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(e.g. karaali2022: the authors' models_tf1x); default: imported, else shipped")
     s.add_argument("--device", default="cpu")
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s.add_argument("--map", action="append", metavar="FILE",
+                   help="methods that need a blur map (svbr2022, kf_layered): one per image, in order; .npy in "
+                        "--map-units, or a PNG holding radius / 6 * 255 (the SVBR-Net convention)")
+    s.add_argument("--map-units", default="radius_px", choices=("radius_px", "sigma_px", "relative"),
+                   help="units of .npy maps (default radius_px)")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("score", help="score maps made elsewhere with our protocols")

@@ -9,9 +9,9 @@ mark                symbol  meaning
 ``better``          ``-``   significantly better, and the change exceeds the threshold
 ``unchanged``       `` ``   no significant change above threshold (also: n/a or unavailable
                             in both runs, or failing in both)
-``not comparable``  ``x``   dataset id, method version / params / weights sha256 or metric
-                            version / conventions / model-file sha256 (NIQE, BRISQUE) differ (the
-                            reason says which), or the status moved
+``not comparable``  ``x``   dataset id, method version / params / weights sha256 (a chain's map
+                            method's too) or metric version / conventions / model-file sha256
+                            (NIQE, BRISQUE) differ (the reason says which), or the status moved
                             between ok and n/a / unavailable: never compared silently
 ``newly failing``   ``!``   failed in CURRENT but not in BASE
 ``fixed``           ``*``   failed in BASE, ok in CURRENT
@@ -154,6 +154,28 @@ def _weight_shas(rec: object) -> dict[str, str | None]:
     return {str(k): v.get("sha256") for k, v in rec.items() if isinstance(v, dict)}
 
 
+def _get_dict(rec: dict, *path: str) -> dict | None:
+    for key in path:
+        rec = rec.get(key) if isinstance(rec, dict) else None
+    return rec if isinstance(rec, dict) else None
+
+
+def _stage_changes(what: str, before: dict, after: dict) -> list[str]:
+    """Why a method's (or a chain's map method's) run.json records make two results not comparable:
+    version, parameters, weights."""
+    why = []
+    if before.get("version") != after.get("version"):
+        why.append(f"{what} version changed ({before.get('version')} -> {after.get('version')})")
+    bp, cp = before.get("params") or {}, after.get("params") or {}
+    if bp != cp:
+        diff = _dict_diff(bp, cp) if isinstance(bp, dict) and isinstance(cp, dict) else f"{bp!r} -> {cp!r}"
+        why.append(f"{what} params changed ({diff})")
+    bw, cw = _weight_shas(before.get("weights")), _weight_shas(after.get("weights"))
+    if bw != cw:
+        why.append(f"{what} weights changed (sha256 {_weights_diff(bw, cw)})")
+    return why
+
+
 def _weights_diff(before: dict, after: dict) -> str:
     return ", ".join(f"{n} {_short(before.get(n))} -> {_short(after.get(n))}" for n in sorted(set(before) | set(after))
                      if before.get(n) != after.get(n))
@@ -182,15 +204,11 @@ def _changes(base_meta: dict, cur_meta: dict, method: str, dataset: str, metric:
     if bm is None or cm is None:
         why.append(f"method {method} is not recorded in {'base' if bm is None else 'current'} run.json")
     else:
-        if bm.get("version") != cm.get("version"):
-            why.append(f"method version changed ({bm.get('version')} -> {cm.get('version')})")
-        bp, cp = bm.get("params") or {}, cm.get("params") or {}
-        if bp != cp:
-            diff = _dict_diff(bp, cp) if isinstance(bp, dict) and isinstance(cp, dict) else f"{bp!r} -> {cp!r}"
-            why.append(f"method params changed ({diff})")
-        bw, cw = _weight_shas(bm.get("weights")), _weight_shas(cm.get("weights"))
-        if bw != cw:
-            why.append(f"method weights changed (sha256 {_weights_diff(bw, cw)})")
+        why += _stage_changes("method", bm, cm)
+        # a chain (bench.chains): its map method is judged like the method itself
+        bsrc, csrc = (_get_dict(m, "chain", "source_info") for m in (bm, cm))
+        if bsrc is not None or csrc is not None:
+            why += _stage_changes("map method", bsrc or {}, csrc or {})
 
     bs, cs = section(base_meta, "metrics", metric), section(cur_meta, "metrics", metric)
     if bs is None or cs is None:

@@ -779,15 +779,16 @@ def render_report(run_dir, *, baseline=None) -> str:
             raise FileNotFoundError(f"baseline run directory not found: {baseline}")
     run = _Run.load(run_dir)
     from .report_cards import cards_section
+    from .report_chains import chains_section
 
     sections = [("leaderboards", "Leaderboards"), ("pr-curves", "PR curves"), ("mae", "MAE"),
-                ("galleries", "Galleries"), ("model-cards", "Model cards"), ("timings", "Timings"),
+                ("chains", "Deblurring with maps"), ("galleries", "Galleries"), ("model-cards", "Model cards"), ("timings", "Timings"),
                 ("failures", "Failures")]
     if baseline is not None:
         sections.append(("comparison", "Comparison"))
     sections += [("methods", "Methods & datasets"), ("footer", "Versions & conventions")]
     body = [_header(run), _toc(sections), _leaderboards(run), _pr_section(run), _mae_section(run),
-            _gallery_section(run), cards_section(run.methods_meta), _timings_section(run), _failures_section(run)]
+            chains_section(run), _gallery_section(run), cards_section(run.methods_meta), _timings_section(run), _failures_section(run)]
     if baseline is not None:
         body.append(_comparison_section(run, baseline))
     body += [_methods_section(run), _footer(run)]

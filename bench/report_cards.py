@@ -76,12 +76,13 @@ def _facts(card: dict, rec: dict, methods: list[str]) -> str:
         ("profile", (f"{card.get('profile')} · {card.get('epochs_run')} epochs · seed {card.get('seed')} · "
                      f"recipe {card.get('method')} v{card.get('recipe_version')}")),
         ("hyper-parameters", json.dumps(card.get("hyperparameters"), sort_keys=True)),
-        *([("starts from", f"{Path(str(_get(card, 'init', 'path'))).name} sha256 {str(_get(card, 'init', 'sha256'))[:16]}… "
-                           "(the earlier stage's weights; what it copies is frozen)")] if card.get("init") else []),
-        ("validation", (f"best accuracy {_pct(_get(card, 'val', 'best', 'acc'))}"
+        *([("starts from", (f"{Path(str(_get(card, 'init', 'path'))).name} sha256 "
+                           f"{str(_get(card, 'init', 'sha256'))[:16]}… (the earlier stage's weights)"))]
+          if card.get("init") else []),
+        ("validation", (f"best {_scores(_get(card, 'val', 'best') or {})}"
                         f"{_within_one(_get(card, 'val', 'confusion'))} at epoch "
                         f"{_get(card, 'val', 'best', 'epoch')} (n {_get(card, 'val', 'n')})")),
-        ("test", "none" if not test else f"accuracy {_pct(test.get('acc'))}{_within_one(test.get('confusion'))} on "
+        ("test", "none" if not test else f"{_scores(test)}{_within_one(test.get('confusion'))} on "
                                          f"{test.get('n')} samples of {test_corpus.get('name')} "
                                          f"(dataset_id {test_corpus.get('dataset_id')})"),
         ("training time", "?" if not isinstance(secs, (int, float)) else f"{secs / 60:.1f} min on {hw.get('cpu')} "
@@ -94,6 +95,13 @@ def _facts(card: dict, rec: dict, methods: list[str]) -> str:
     return _table([], body, cls="card")
 
 
+def _scores(entry: dict) -> str:
+    """A card's scores in words: accuracy (classifiers) or SSIM / PSNR (restoration)."""
+    if "ssim" in entry:
+        return f"SSIM {entry['ssim']:.4f} · PSNR {entry.get('psnr', float('nan')):.2f} dB"
+    return f"accuracy {_pct(entry.get('acc'))}"
+
+
 def _curve(card: dict, prefix: str) -> str | None:
     hist = [h for h in card.get("history") or [] if isinstance(h, dict) and "epoch" in h]
     if not hist:
@@ -104,12 +112,13 @@ def _curve(card: dict, prefix: str) -> str | None:
         ax2 = ax.twinx()
         for key, style in (("train_loss", "-"), ("val_loss", "--")):
             ax.plot(epochs, [h.get(key, np.nan) for h in hist], style, color="tab:red", label=key.replace("_", " "))
-        for key, style in (("train_acc", "-"), ("val_acc", "--")):
+        metric = card.get("metric", "acc")
+        for key, style in ((f"train_{metric}", "-"), (f"val_{metric}", "--")):
             ax2.plot(epochs, [h.get(key, np.nan) for h in hist], style, color="tab:blue",
                      label=key.replace("_", " "))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("cross-entropy loss", color="tab:red")
-        ax2.set_ylabel("accuracy", color="tab:blue")
+        ax.set_ylabel("cross-entropy loss" if metric == "acc" else "loss (1 - SSIM)", color="tab:red")
+        ax2.set_ylabel("accuracy" if metric == "acc" else metric.upper(), color="tab:blue")
         ax2.set_ylim(0, 1)
         ax2.grid(False)
         lines = ax.get_lines() + ax2.get_lines()

@@ -17,8 +17,9 @@ from datagen.imageio import IMAGE_EXTENSIONS, check_pixels, open_image
 from .datasets import open_dataset
 from .datasets.base import Sample
 from .datasets.cuhk import key_for_map_file
-from .harness import DEFAULT_METRICS, select_metrics
 from .metrics import PredInfo, create_metric
+from .plan import select_metrics
+from .tasks import DEFAULT_METRICS
 
 _MAP_EXT = (".npy", *IMAGE_EXTENSIONS)
 

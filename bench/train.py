@@ -76,6 +76,11 @@ def train(method: str, corpus: str | os.PathLike, *, profile: str = "smoke", dev
     missing = [s for s in ("train", "val") if ident["counts"][s] == 0]
     if missing:
         raise SourceError(f"{corpus}: no {' or '.join(missing)} samples stored; rebuild the corpus")
+    from methods.training_data import adapter
+    try:
+        adapter(recipe).count(recipe, corpus, "train", hp)
+    except KeyError as err:
+        raise SourceError(f"{corpus}: {err.args[0]}") from None
     if recipe.init is not None and init is None:
         raise UserError(f"{method} continues an earlier stage: give --init FILE ({recipe.init[0]})")
     if recipe.init is None and init is not None:

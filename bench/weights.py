@@ -772,7 +772,8 @@ def card_for(resolved: ResolvedWeights) -> dict | None:
 
 
 def _card_summary(card: dict | None) -> dict:
-    """Key figures of a model card: profile, epochs, best val accuracy, test accuracy, weights sha256."""
+    """Key figures of a model card: profile, epochs, best val accuracy (or SSIM), test accuracy (or
+    SSIM), weights sha256."""
     if not card:
         return {}
 
@@ -782,8 +783,11 @@ def _card_summary(card: dict | None) -> dict:
             cur = cur.get(p) if isinstance(cur, dict) else None
         return cur
 
-    return {"profile": get("profile"), "epochs": get("epochs_run"), "val_acc": get("val", "best", "acc"),
-            "test_acc": get("test", "acc"), "sha256": get("weights", "sha256")}
+    out = {"profile": get("profile"), "epochs": get("epochs_run"), "val_acc": get("val", "best", "acc"),
+           "test_acc": get("test", "acc"), "sha256": get("weights", "sha256")}
+    if get("val", "best", "ssim") is not None:       # a restoration model: SSIM (the metric it is selected by)
+        out |= {"val_ssim": get("val", "best", "ssim"), "test_ssim": get("test", "ssim")}
+    return out
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
 import sys
 import tempfile
 import time
@@ -29,30 +27,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from decode_floor import time_decode  # benchmarks/ is the script's folder
+
 MANIFESTS = ("coco_imagenet_disk23", "sod_depth_edges")
-
-
-def _decode(path: str) -> None:
-    from PIL import Image
-    with Image.open(path) as im:
-        im.convert("RGB").load()
-
-
-def _warm(_: int) -> int:
-    import PIL.Image  # noqa: F401 - import cost out of the timing
-    return os.getpid()
-
-
-def time_decode(files: list[str], workers: int, trials: int) -> float:
-    ctx = mp.get_context("spawn")
-    best = float("inf")
-    with ctx.Pool(workers) as pool:
-        pool.map(_warm, range(workers), chunksize=1)
-        for _ in range(trials):
-            t0 = time.perf_counter()
-            pool.map(_decode, files, chunksize=1)
-            best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> int:
@@ -79,7 +56,7 @@ def main() -> int:
                 res = build(manifest, out=Path(tmp) / f"{name}-{w}.h5", workers=w, overwrite=True, limit=args.limit,
                             progress=False, log=lambda m: None)
                 seconds = time.perf_counter() - t0
-                decode = time_decode(files, w, args.trials)
+                decode = time_decode(files, w, args.trials, mode="RGB")
                 n = sum(c["samples"] for c in res.counts.values())
                 per_class = {s: c["per_class"] for s, c in res.counts.items() if c["samples"]}
                 rows.append({"corpus": name, "images": len(primaries), "files_decoded": len(files), "workers": w,

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing as mp
 import os
 import shutil
 import sys
@@ -47,21 +46,11 @@ import time
 from pathlib import Path
 
 import psutil
+from decode_floor import time_decode  # benchmarks/ is the script's folder
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN, VALID = ("0803", "0830", "0853", "0886"), ("0894", "0898")
 TARGETS = {"ratio_2w": 2.0, "speedup": 1.7, "rss_gb": 1.5}
-
-
-def _decode(path: str) -> None:
-    from PIL import Image
-    with Image.open(path) as im:
-        im.load()
-
-
-def _warm(_: int) -> int:
-    import PIL.Image  # noqa: F401 - import cost out of the timing
-    return os.getpid()
 
 
 def layout(data: Path, root: Path, repeat: int) -> list[Path]:
@@ -139,18 +128,6 @@ def time_build(manifest_path: Path, out: Path, workers: int) -> tuple[float, obj
         result = build(manifest, out=out, workers=workers, overwrite=True, progress=False, log=lambda m: None)
         seconds = time.perf_counter() - t0
     return seconds, result, rss
-
-
-def time_decode(files: list[Path], workers: int, trials: int) -> float:
-    ctx = mp.get_context("spawn")
-    best = float("inf")
-    with ctx.Pool(workers) as pool:
-        pool.map(_warm, range(workers), chunksize=1)
-        for _ in range(trials):
-            t0 = time.perf_counter()
-            pool.map(_decode, [str(f) for f in files], chunksize=1)
-            best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def time_cluster(workers: int, trials: int) -> float:

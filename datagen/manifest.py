@@ -50,6 +50,9 @@ class _Source(StrictModel):
 
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="namespace of image keys (default: kind)")
     split: SplitName | dict[SplitName, float] = Field(description="a split name, or fractions by image summing to 1")
+    split_order: Literal["hash", "sorted"] = Field(
+        "hash", description="how fractions are dealt: hash = a seeded, key-hashed order (default); sorted = by "
+                            "sorted key, the first fraction to the first split (the papers' 'first 280 files')")
     role: str = Field(PRIMARY, pattern=r"^[a-z][a-z0-9_]*$",
                       description="primary (one task per image) or a companion role the generator draws from, "
                                   "e.g. background")
@@ -164,6 +167,8 @@ def _source_content(src: _Source) -> dict:
     out = src.model_dump(mode="json", exclude={"root"})
     if out.get("role") == PRIMARY:
         del out["role"]
+    if out.get("split_order") == "hash":
+        del out["split_order"]
     if out.get("kind") == "builtin" and not out.get("masks"):
         del out["masks"]
     return out

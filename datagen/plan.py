@@ -88,15 +88,20 @@ def pair_sha256(image_sha256: str, mask_sha256: str) -> str:
     return hashlib.sha256(f"pair:{image_sha256}:{mask_sha256}".encode()).hexdigest()
 
 
-def assign_splits(keys: list[str], split, *, seed: int) -> dict[str, str]:
-    """Split by image: a fixed split name, or exact fractions over a seeded, key-hashed order."""
+def assign_splits(keys: list[str], split, *, seed: int, order: str = "hash") -> dict[str, str]:
+    """Split by image: a fixed split name, or exact fractions (largest remainder) dealt in split order
+    (train, val, test) over a seeded, key-hashed order of the keys (``order="hash"``) or their
+    sorted order (``"sorted"``: the first ``train`` fraction of the sorted keys is train, ...)."""
     if isinstance(split, str):
         return {k: split for k in keys}
-    order = sorted(keys, key=lambda k: stable_digest(seed, "split", k))
+    if order == "sorted":
+        ordered = sorted(keys)
+    else:
+        ordered = sorted(keys, key=lambda k: stable_digest(seed, "split", k))
     out, at = {}, 0
-    counts = _apportion(len(order), split)
+    counts = _apportion(len(ordered), split)
     for s in sorted(counts, key=SPLITS.index):
-        for k in order[at:at + counts[s]]:
+        for k in ordered[at:at + counts[s]]:
             out[k] = s
         at += counts[s]
     return out
@@ -140,7 +145,7 @@ def make_plan(manifest: Manifest, *, limit: int | None = None) -> Plan:
     seen_paths: dict[str, int] = {}
     for i, src in enumerate(manifest.sources):
         items = list_source(manifest, i)
-        splits = assign_splits([it.key for it in items], src.split, seed=manifest.seed)
+        splits = assign_splits([it.key for it in items], src.split, seed=manifest.seed, order=src.split_order)
         for it in items:
             if it.key in listed:
                 raise ManifestError(f"sources.{i}: image key {it.key!r} is also produced by another source; "

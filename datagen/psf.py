@@ -219,3 +219,34 @@ def varying_disk_blur(image: np.ndarray, radius_map: np.ndarray) -> np.ndarray:
         where = radii == r
         out[where] = img[where] if r <= 0.5 else disk_blur(img, float(r))[where]
     return out
+
+
+#: Border extensions by name (see the module conventions) -> OpenCV border type.
+_CV_BORDERS = {"reflect": cv2.BORDER_REFLECT, "replicate": cv2.BORDER_REPLICATE}
+
+
+def disk_blur_stack(image: np.ndarray, radii, *, border: str = "replicate") -> np.ndarray:
+    """``image`` and its whole-image :func:`disk_kernel` blurs, float64 ``(len(radii) + 1, H, W[, C])``:
+    entry 0 is the image itself (sharp), entry ``1 + i`` the correlation with ``disk_kernel(radii[i])``
+    under ``border`` (``"replicate"``: ``a a | a b c``, as SVBR-Net's data; or ``"reflect"``), each
+    output pixel ``sum_{u,v} k[u, v] * image[y + u - c, x + v - c]`` in float64."""
+    if border not in _CV_BORDERS:
+        raise ValueError(f"border must be one of {', '.join(_CV_BORDERS)}, got {border!r}")
+    img = np.asarray(image, dtype=np.float64)
+    out = np.empty((len(radii) + 1, *img.shape))
+    out[0] = img
+    for i, r in enumerate(radii):
+        out[i + 1] = cv2.filter2D(img, cv2.CV_64F, disk_kernel(float(r)), borderType=_CV_BORDERS[border]).reshape(img.shape)
+    return out
+
+
+def select_levels(stack: np.ndarray, level_index: np.ndarray) -> np.ndarray:
+    """Per pixel, the entry ``level_index[y, x]`` of a :func:`disk_blur_stack`: the spatially varying
+    disk blur of the gather model (each pixel blurred by its own level's kernel), float64."""
+    idx = np.asarray(level_index)
+    if idx.shape != stack.shape[1:3]:
+        raise ValueError(f"level map {idx.shape} must have the image's size {stack.shape[1:3]}")
+    if idx.size and (idx.min() < 0 or idx.max() >= stack.shape[0]):
+        raise ValueError(f"level indices must lie in 0..{stack.shape[0] - 1}")
+    sel = idx.astype(np.intp).reshape(1, *idx.shape, *([1] * (stack.ndim - 3)))
+    return np.take_along_axis(stack, sel, axis=0)[0]

@@ -486,6 +486,7 @@ def _finalize(plan: Plan, workdir: Path, out: Path, metas: dict[int, ShardMeta])
         "versions": versions(),
     }
     digest = consolidate(out, shards, fields, sources=sources, digests=digests, attrs=attrs,
-                         compression=m.output.compression)
+                         compression=m.output.compression,
+                         chunks={k: f.chunk for k, f in gen.fields().items() if f.chunk is not None})
     return BuildResult(out, plan.dataset_id, digest, counts, "built", images=len(sources),
                        samples=sum(c["samples"] for c in counts.values()), stats=sources)

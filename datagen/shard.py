@@ -107,7 +107,7 @@ def _changed(path: str, sha: str, planned: str) -> SourceError:
                        f"{planned[:12]}); rerun when the sources are stable")
 
 
-def _load_item(gen, im: TaskImage) -> SourceItem:
+def _load_item(gen, im: TaskImage, split: str) -> SourceItem:
     """Decode one task image (its mask and companions too), each checked against its planned sha256."""
     image, sha = read_image(im.path, color=gen.COLOR)
     mask = None
@@ -125,7 +125,7 @@ def _load_item(gen, im: TaskImage) -> SourceItem:
         if other_sha != c.sha256:
             raise _changed(c.path, other_sha, c.sha256)
         companions.setdefault(c.role, []).append(other)
-    return SourceItem(im.key, image, mask, {r: tuple(v) for r, v in companions.items()})
+    return SourceItem(im.key, image, mask, {r: tuple(v) for r, v in companions.items()}, split)
 
 
 def run_shard(task: ShardTask) -> dict:
@@ -144,7 +144,7 @@ def run_shard(task: ShardTask) -> dict:
     stats, digests = [], []
     first = next(iter(gen.fields()))
     for im in task.images:
-        arrays, st = gen.make(_load_item(gen, im), rng_for(task.seed, im.key))
+        arrays, st = gen.make(_load_item(gen, im, task.split), rng_for(task.seed, im.key))
         n = len(arrays[first])
         arrays = {name: np.ascontiguousarray(arrays[name], dtype=dtypes[name]) for name in gen.fields()}
         for name, arr in arrays.items():

@@ -303,13 +303,14 @@ def _copy_ranges(copies: list[tuple[Path, int, int, int]], dst: Path) -> None:
 
 def consolidate(out: Path, shards: list[tuple[Path, str, int]], fields: dict[str, tuple[str, tuple[int, ...]]],
                 *, sources: list[dict], digests: dict[int, dict[str, str]], attrs: dict,
-                compression: str = "none") -> str:
+                compression: str = "none", chunks: dict[str, tuple[int, ...]] | None = None) -> str:
     """Stitch shards into the corpus file ``out`` (atomically); returns ``content_sha256``.
 
     ``shards`` is ``[(path, split, n_samples)]`` in canonical order; ``fields`` maps each
     field to ``(dtype, per-sample shape)``; ``sources`` is the ``/sources`` table as rows (in
     index order, with ``split`` and ``samples``); ``digests`` maps a source index to its
-    :func:`image_digests`, computed by the workers.
+    :func:`image_digests`, computed by the workers; ``chunks`` the per-sample HDF5 chunk of the
+    fields that declare one (compressed corpora; :class:`datagen.generators.base.Field`).
 
     Uncompressed corpora are stitched by copying each shard dataset's raw bytes into the
     contiguous, pre-allocated dataset of the corpus (``copy_file_range``: no pass through
@@ -328,9 +329,12 @@ def consolidate(out: Path, shards: list[tuple[Path, str, int]], fields: dict[str
                 full = (totals[split], *shape)
                 if raw:
                     datasets[split, field] = _contiguous_dataset(grp, field, full, dtype)
-                else:   # compressed datasets need chunks: ~64k elements per chunk
+                elif not totals[split]:   # an empty split: no chunk fits a zero-length dataset
+                    datasets[split, field] = grp.create_dataset(field, shape=full, dtype=dtype)
+                else:   # compressed datasets need chunks: the field's own, or ~64k elements per chunk
                     rows = max(1, min(totals[split], 65536 // int(np.prod(shape, dtype=np.int64))))
-                    datasets[split, field] = grp.create_dataset(field, shape=full, dtype=dtype, chunks=(rows, *shape),
+                    chunk = (1, *chunks[field]) if chunks and field in chunks else (rows, *shape)
+                    datasets[split, field] = grp.create_dataset(field, shape=full, dtype=dtype, chunks=chunk,
                                                                 compression=compression)
                 field_digests[_field_header(split, field, np.dtype(dtype), full)] = _combine(
                     [digests[i][field] for i, row in enumerate(sources) if row["split"] == split])

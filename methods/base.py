@@ -13,6 +13,11 @@ Conventions (the one place they are written down)
     sharpness or blurriness statistic without physical unit).  ``HIGHER`` says which way it
     points: ``"blurred"`` (higher = more defocus) or ``"sharp"``.
   - ``"enhanced_image"`` / ``"restored_image"``: ``float32 (H, W, 3)`` in ``[0, 1]``.
+* **Map consumers** (``NEEDS_MAP`` = ``"radius_px"`` or ``"sigma_px"``): methods that restore or
+  enhance an image *given* a blur map implement :meth:`Method.predict_with_map`; the map comes from
+  another method or a dataset's ground truth, converted by :func:`methods.map_units.convert_map`
+  (``bench`` runs them as chains, ``svbr2022@karaali2022``).  Their ``predict(image)`` alone is an
+  error that says so.
 * A method never reads files by itself; weights come through ``weights=`` (a path) and are
   listed in ``WEIGHTS`` (name -> what the file is) so ``bench weights list`` can say where
   they are expected.
@@ -68,6 +73,11 @@ class Method:
     DESCRIPTION: ClassVar[str]
     REFERENCE: ClassVar[str] = ""
     WEIGHTS: ClassVar[dict[str, str]] = {}   # weight name -> description; empty = none needed
+    #: Units of the blur map a map consumer needs (``"radius_px"`` / ``"sigma_px"``); None = image only.
+    NEEDS_MAP: ClassVar[str | None] = None
+    #: Where a map consumer named alone in ``bench`` takes its map: ``"gt"`` (the dataset's ground
+    #: truth) or a blur-map method's name (``galetto2022_um`` -> ``galetto2022``).
+    DEFAULT_MAP_SOURCE: ClassVar[str] = "gt"
     Params: ClassVar[type[Params]] = Params
 
     def __init__(self, params: Params | dict | None = None, *, device: str = "cpu", weights: str | None = None):
@@ -85,9 +95,20 @@ class Method:
         return {
             "name": cls.NAME, "version": cls.VERSION, "provides": cls.PROVIDES, "units": cls.UNITS,
             "higher": cls.HIGHER, "description": cls.DESCRIPTION, "reference": cls.REFERENCE,
-            "weights": dict(cls.WEIGHTS), "params": cls.Params().model_dump(mode="json"),
+            "weights": dict(cls.WEIGHTS), "needs_map": cls.NEEDS_MAP,
+            **({"default_map_source": cls.DEFAULT_MAP_SOURCE} if cls.NEEDS_MAP else {}),
+            "params": cls.Params().model_dump(mode="json"),
         }
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Run on one image (see the module conventions); returns the ``PROVIDES`` output."""
+        if self.NEEDS_MAP is not None:
+            from datagen.errors import UserError
+            raise UserError(f"{self.NAME} needs a blur map ({self.NEEDS_MAP}): run it after a map method or a "
+                            f"ground truth, e.g. {self.NAME}@karaali2022 or {self.NAME}@gt")
         raise NotImplementedError
+
+    def predict_with_map(self, image: np.ndarray, blur_map: np.ndarray) -> np.ndarray:
+        """Map consumers: run on ``image`` given ``blur_map`` (``(H, W)`` float32 in ``NEEDS_MAP``
+        units, already converted and checked by :func:`methods.map_units.convert_map`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not consume a blur map")

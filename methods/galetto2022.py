@@ -133,13 +133,17 @@ class Galetto2022(Method):
 
 
 class _MapEnhancer(Method):
-    """An enhancer driven by the galetto2022 map (an internal :class:`Galetto2022`, same weights)."""
+    """An enhancer driven by a Gaussian-sigma blur map: a map consumer (``predict_with_map``, run in
+    ``bench`` as a chain, by default after ``galetto2022``: ``galetto2022_um@galetto2022``), whose
+    ``predict(image)`` computes that map itself (an internal :class:`Galetto2022`, same weights)."""
 
     PROVIDES = "enhanced_image"
     UNITS = "image"
     HIGHER = "n/a"
     REFERENCE = _REFERENCE
     WEIGHTS = _WEIGHTS
+    NEEDS_MAP = "sigma_px"
+    DEFAULT_MAP_SOURCE = "galetto2022"
 
     def __init__(self, params: Params | dict | None = None, *, device: str = "cpu", weights: str | None = None):
         super().__init__(params, device=device, weights=weights)
@@ -161,6 +165,9 @@ class _MapEnhancer(Method):
         """Enhance ``image`` ((H, W, 3) float in [0, 1]) with any ``blur_map_sigma`` ((H, W), Gaussian
         sigma px, nominally 0..19, higher = more blurred); float32 (H, W, 3) in [0, 1]."""
         raise NotImplementedError
+
+    def predict_with_map(self, image: np.ndarray, blur_map: np.ndarray) -> np.ndarray:
+        return self.enhance_with_map(check_image(image), blur_map)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         img = check_image(image)

@@ -15,6 +15,7 @@ Imports: torch and numpy only (this module runs on GPU machines without the rest
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -40,8 +41,9 @@ class Recipe:
     arch : dict
         Keyword arguments of ``make_model`` (recorded in the model card).
     make_model : callable ``(seed=int, **arch) -> nn.Module``
-    batch : callable ``(inputs, targets) -> (x, y)``
-        Stored arrays (as tensors, on the training device) to network input and loss target.
+    batch : callable ``(inputs, targets) -> (x, y)`` or None
+        Stored arrays (as tensors, on the training device) to network input and loss target
+        (classification; a recipe with its own ``data`` adapter builds batches there).
     loss : callable ``(logits, y) -> scalar tensor``
     optimizer : callable ``(params, hp) -> torch.optim.Optimizer``
     profiles : dict of dict
@@ -56,7 +58,7 @@ class Recipe:
     fields: tuple[str, str]
     arch: dict
     make_model: Callable[..., nn.Module]
-    batch: Callable
+    batch: Callable | None
     loss: Callable
     optimizer: Callable
     profiles: dict = field(default_factory=dict)
@@ -64,6 +66,9 @@ class Recipe:
     #: ``(model, state_dict) -> None`` copies what it needs and freezes it (``requires_grad=False``;
     #: the optimizer gets the other parameters only).  ``bench train ... --init FILE``.
     init: tuple[str, Callable] | None = None
+    #: What a sample is (:data:`methods.training_data.KINDS`): ``"labelled"`` (classification: the two
+    #: ``fields`` through ``batch``) or ``"restoration"`` (image + blur map -> sharp image).
+    data: str = "labelled"
 
     def hparams(self, profile: str, overrides: dict | None = None) -> dict:
         """The profile's hyper-parameters with ``overrides`` applied (unknown keys: ``KeyError``)."""
@@ -90,11 +95,14 @@ class Recipe:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-#: Hyper-parameters where ``None`` means "all" (the whole split).
-_NULLABLE = ("train_samples", "val_samples")
-_INTEGER = ("epochs", "batch_size", "train_samples", "val_samples", "lr_step_epochs")
-#: Hyper-parameters that name a choice (see :func:`methods.training.learning_rate`).
-_CHOICES = {"lr_schedule": ("constant", "cosine", "step")}
+#: Hyper-parameters where ``None`` means "all" (the whole split; ``crop``: whole images).
+_NULLABLE = ("train_samples", "val_samples", "crop")
+_INTEGER = ("epochs", "batch_size", "train_samples", "val_samples", "lr_step_epochs", "crop")
+#: Integers that may be 0.
+_NON_NEGATIVE = ("lr_epoch_offset",)
+#: Hyper-parameters that name a choice (see :func:`methods.training.learning_rate` and
+#: :class:`methods.training_data.RestorationPairs`).
+_CHOICES = {"lr_schedule": ("constant", "cosine", "step"), "maps": ("gt", "dt,matting", "dt", "matting")}
 
 
 def _checked(key: str, value, *, nullable: bool):
@@ -106,6 +114,10 @@ def _checked(key: str, value, *, nullable: bool):
         if value not in _CHOICES[key]:
             raise KeyError(f"{key} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
         return value
+    if key in _NON_NEGATIVE:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise KeyError(f"{key} must be an integer >= 0, got {value!r}")
+        return int(value)
     if key in _INTEGER:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise KeyError(f"{key} must be a positive integer{' or null' if nullable else ''}, got {value!r}")
@@ -251,7 +263,63 @@ KARAALI2022_ENET = Recipe(
     },
 )
 
-RECIPES: dict[str, Recipe] = {r.method: r for r in (GALETTO2022, KARAALI2022_BNET, KARAALI2022_ENET)}
+# ----------------------------------------------------------------------------- svbr2022 (SVBR-Net)
+def _svbr_net(*, seed: int = 0, **arch) -> nn.Module:
+    from .nets.svbr_net import SVBRNet
+    return SVBRNet(seed=seed, **arch)
+
+
+def ssim_loss(out: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """SVBR-Net's loss ``1 - SSIM`` (tf.image.ssim conventions, :mod:`methods.nets.ssim`): the mean over
+    the batch (``"mean"``) or the per-image losses summed (``"sum"``, for evaluation)."""
+    from .nets.ssim import ssim
+    per_image = 1.0 - ssim(out, target)
+    return per_image.sum() if reduction == "sum" else per_image.mean()
+
+
+def _continue_from(model: nn.Module, state: dict) -> None:
+    """Second stage: start from the whole network of the first (nothing frozen)."""
+    model.load_state_dict(state)
+
+
+#: Adam with Keras' defaults (the authors' TF code), lr / 10 every 20 epochs of the paper's 64.
+_SVBR_ADAM = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7, "lr_schedule": "step", "lr_gamma": 0.1,
+              "lr_step_epochs": 20}
+_SVBR_SMOKE = {"epochs": 2, "batch_size": 4, "train_samples": 16, "val_samples": 4, "crop": 48, **_SVBR_ADAM}
+
+
+_SVBR = Recipe(method="", version="1", generator="svpsf39", fields=("blurred", "sharp"),
+               arch={"transpose_align": "symmetric"}, make_model=_svbr_net, batch=None, loss=ssim_loss,
+               optimizer=_adam, data="restoration")
+
+SVBR2022_GT = dataclasses.replace(_SVBR, method="svbr2022_gt", profiles={
+    "smoke": {**_SVBR_SMOKE, "maps": "gt", "lr_epoch_offset": 0},
+    # ~20 min on 2 cores (stage 1 of 2; see svbr2022): 6 x 4,000 random 64 x 64 crops of the GT-map
+    # samples (3,000 Adam steps: on a CPU, more small steps learn faster than fewer 128-px ones, measured:
+    # val SSIM 0.54 after 250 steps of 128-px crops), lr / 10 for the last epoch; val on 24 whole images
+    "cpu": {"epochs": 6, "batch_size": 8, "train_samples": 4_000, "val_samples": 24, "crop": 64, "maps": "gt",
+            **_SVBR_ADAM, "lr_step_epochs": 5, "lr_epoch_offset": 0},
+    # the paper: 32 epochs on the GT maps, whole 360 x 340 images, batch 8 (--set epochs=64: "SVBR-Net GTB")
+    "full": {"epochs": 32, "batch_size": 8, "train_samples": None, "val_samples": None, "crop": None,
+             "maps": "gt", **_SVBR_ADAM, "lr_epoch_offset": 0},
+})
+
+SVBR2022 = dataclasses.replace(_SVBR, method="svbr2022", init=(
+    "the weights of a svbr2022_gt run (model.pt): the whole network continues from them", _continue_from), profiles={
+    "smoke": {**_SVBR_SMOKE, "maps": "dt,matting", "lr_epoch_offset": 0},
+    # ~15 min on 2 cores (stage 2): 8 x 4,000 64-px crops with the propagated maps (half DT, half matting).
+    # lr 1e-3, / 10 for the last two epochs -- not the paper's 1e-4 of its second half: after stage 1's
+    # 3,000 steps (~2 % of the paper's) the network is far from converged (val SSIM still rising 0.01 per
+    # epoch), and 1e-4 would mostly freeze it
+    "cpu": {"epochs": 8, "batch_size": 8, "train_samples": 4_000, "val_samples": 24, "crop": 64,
+            "maps": "dt,matting", **_SVBR_ADAM, "lr_step_epochs": 6, "lr_epoch_offset": 0},
+    # the paper: 32 more epochs on the propagated maps; the lr schedule continues at epoch 32
+    "full": {"epochs": 32, "batch_size": 8, "train_samples": None, "val_samples": None, "crop": None,
+             "maps": "dt,matting", **_SVBR_ADAM, "lr_epoch_offset": 32},
+})
+
+RECIPES: dict[str, Recipe] = {r.method: r for r in (GALETTO2022, KARAALI2022_BNET, KARAALI2022_ENET, SVBR2022_GT,
+                                                    SVBR2022)}
 
 
 def get_recipe(method: str) -> Recipe:

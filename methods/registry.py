@@ -31,6 +31,8 @@ _BUILTIN = {
     "galetto2022_um": "methods.galetto2022:Galetto2022UM",
     "galetto2022_sdof": "methods.galetto2022:Galetto2022SDoF",
     "karaali2022": "methods.karaali2022:Karaali2022",
+    "svbr2022": "methods.svbr2022:SVBR2022",
+    "kf_layered": "methods.classical.kf_deconv:KFLayered",
 }
 
 #: What a method name may be: a letter, then letters, digits, ``_`` or ``-``; at most 64 characters.

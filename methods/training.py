@@ -42,6 +42,9 @@ from datagen.atomic import atomic_write_bytes
 from datagen.filehash import file_sha256
 
 from .recipes import Recipe
+from .training_data import adapter, load_split
+
+__all__ = ["check_out", "corpus_identity", "epoch_order", "evaluate", "learning_rate", "load_split", "train"]
 
 CHECKPOINT, BEST, MODEL, CARD, LOG = "checkpoint.pt", "best.pt", "model.pt", "model_card.json", "log.jsonl"
 
@@ -110,14 +113,6 @@ def corpus_identity(path: str | os.PathLike) -> dict:
     return {**{k: str(v) for k, v in attrs.items()}, "counts": counts}
 
 
-def load_split(path: str | os.PathLike, split: str, fields, *, rows: np.ndarray | None = None) -> list[np.ndarray]:
-    """The arrays ``fields`` of ``split`` (all rows, or the sorted ``rows``), in memory."""
-    with h5py.File(path, "r") as f:
-        grp = f[split]
-        arrays = [grp[name][...] for name in fields]
-    return arrays if rows is None else [a[rows] for a in arrays]
-
-
 def _subset(n: int, k: int | None, rng: np.random.Generator) -> np.ndarray | None:
     """A sorted seeded subset of ``k`` of ``n`` rows (None: all)."""
     if k is None or k >= n:
@@ -136,12 +131,13 @@ def learning_rate(hp: dict, *, step: int, total: int, steps_per_epoch: int = 1) 
     """The learning rate of optimizer step ``step`` of ``total``: a pure function of the step, so a
     resumed run needs no scheduler state.  ``hp["lr_schedule"]``: ``constant`` (default; ``hp["lr"]``
     throughout), ``cosine`` (``lr * (1 + cos(pi * step / total)) / 2``, from ``lr`` down to 0) or
-    ``step`` (``lr * lr_gamma ** (epoch // lr_step_epochs)``, ``epoch = step // steps_per_epoch``)."""
+    ``step`` (``lr * lr_gamma ** (epoch // lr_step_epochs)``, ``epoch = step // steps_per_epoch +
+    lr_epoch_offset``: a second stage continues the first one's schedule)."""
     schedule = hp.get("lr_schedule", "constant")
     if schedule == "constant":
         return float(hp["lr"])
     if schedule == "step":
-        epoch = int(step) // max(int(steps_per_epoch), 1)
+        epoch = int(step) // max(int(steps_per_epoch), 1) + int(hp.get("lr_epoch_offset", 0))
         return float(hp["lr"]) * float(hp["lr_gamma"]) ** (epoch // int(hp["lr_step_epochs"]))
     if schedule == "cosine":
         # a Python float: the optimizer state (and so the checkpoint) must hold no numpy scalar, which
@@ -189,28 +185,34 @@ def versions() -> dict:
 
 
 # ----------------------------------------------------------------------------- loop
+def forward(model, x):
+    """The network's output for a batch input ``x`` (a tensor, or a tuple of its inputs)."""
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
 @torch.no_grad()
-def evaluate(model, recipe: Recipe, arrays, *, device, batch_size: int = 512, num_classes: int | None = None):
-    """Mean loss, accuracy and (``num_classes``) confusion matrix (rows = true, cols = predicted)."""
+def evaluate(model, recipe: Recipe, data, *, batch_size: int | None = None, num_classes: int | None = None):
+    """Mean loss, the mean of each of ``data.METRICS`` and (``num_classes``) the confusion matrix
+    (rows = true, cols = predicted) over every sample of ``data`` (a training-data adapter,
+    :mod:`methods.training_data`), in order, uncropped."""
     model.eval()
-    inputs, targets = arrays
-    n = len(targets)
-    loss_sum, correct = 0.0, 0
+    n = len(data)
+    bs = int(batch_size or getattr(data, "EVAL_BATCH", 512))
+    loss_sum, sums = 0.0, dict.fromkeys(data.METRICS, 0.0)
     conf = np.zeros((num_classes, num_classes), np.int64) if num_classes else None
-    for a in range(0, n, batch_size):
-        x, y = recipe.batch(torch.from_numpy(inputs[a:a + batch_size]).to(device),
-                            torch.from_numpy(targets[a:a + batch_size]).to(device))
+    for a in range(0, n, bs):
+        x, y = data.batch(np.arange(a, min(a + bs, n)), train=False, seed=0, epoch=0, step=0)
         with torch.inference_mode():
-            logits = model(x)
-        loss_sum += float(recipe.loss(logits, y, reduction="sum"))
-        pred = logits.argmax(1)
-        correct += int((pred == y).sum())
+            out = forward(model, x)
+        loss_sum += float(recipe.loss(out, y, reduction="sum"))
+        for k, v in data.measure(out, y).items():
+            sums[k] += v
         if conf is not None:
-            np.add.at(conf, (y.cpu().numpy(), pred.cpu().numpy()), 1)
-    out = {"loss": loss_sum / max(n, 1), "acc": correct / max(n, 1), "n": n}
+            np.add.at(conf, (y.cpu().numpy(), out.argmax(1).cpu().numpy()), 1)
+    res = {"loss": loss_sum / max(n, 1), **{k: v / max(n, 1) for k, v in sums.items()}, "n": n}
     if conf is not None:
-        out["confusion"] = conf.tolist()
-    return out
+        res["confusion"] = conf.tolist()
+    return res
 
 
 def _progress(msg: str) -> None:
@@ -218,14 +220,14 @@ def _progress(msg: str) -> None:
 
 
 def progress_bar(*, epoch: int, epochs: int, done: int, total: int, loss: float, acc: float, rate: float,
-                 width: int = 24) -> str:
-    """One terminal line of training progress (redrawn in place): epoch, bar, %, loss, accuracy,
-    samples/s and the epoch's ETA."""
+                 width: int = 24, metric: str = "acc") -> str:
+    """One terminal line of training progress (redrawn in place): epoch, bar, %, loss, the running
+    ``metric`` (``acc``: accuracy), samples/s and the epoch's ETA."""
     frac = min(max(done / max(total, 1), 0.0), 1.0)
     fill = round(frac * width)
     eta = (total - done) / max(rate, 1e-9)
     return (f"epoch {epoch}/{epochs} [{'#' * fill}{'.' * (width - fill)}] {100 * frac:3.0f}% loss {loss:.4f} "
-            f"acc {acc:.4f} {rate:.0f} samples/s eta {int(eta) // 60}:{int(eta) % 60:02d}")
+            f"{metric} {acc:.4f} {rate:.0f} samples/s eta {int(eta) // 60}:{int(eta) % 60:02d}")
 
 
 def load_init(path: str | os.PathLike) -> tuple[dict, str]:
@@ -292,13 +294,13 @@ def train(recipe: Recipe, corpus: str | os.PathLike, *, out: str | os.PathLike, 
 def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed, extra_card, log, t_start, stop_after,
            test_corpus, init_state):
     torch.manual_seed(seed)
-    fields = list(recipe.fields)
-    train_x, train_y = load_split(corpus, "train", fields)
-    val_rows = _subset(ident["counts"]["val"], hp["val_samples"], np.random.default_rng([int(seed), 2**31 - 1]))
-    val = load_split(corpus, "val", fields, rows=val_rows)
-    n_train = len(train_y)
-    t_train = torch.from_numpy(train_x).to(dev)
-    l_train = torch.from_numpy(train_y.astype(np.int64)).to(dev)
+    data_cls = adapter(recipe)
+    metric = data_cls.METRICS[0]                  # selects the best epoch (higher is better)
+    train_data = data_cls(recipe, corpus, "train", samples=None, device=dev, hp=hp)
+    n_val = data_cls.count(recipe, corpus, "val", hp)
+    val_rows = _subset(n_val, hp["val_samples"], np.random.default_rng([int(seed), 2**31 - 1]))
+    val = data_cls(recipe, corpus, "val", samples=val_rows, device=dev, hp=hp)
+    n_train = len(train_data)
 
     model = recipe.make_model(seed=seed, **recipe.arch)
     if init_state is not None:
@@ -308,11 +310,11 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
             raise TrainingInputError(f"--init: {(str(err).splitlines() or [type(err).__name__])[0]}") from None
     model = model.to(dev)
     opt = recipe.optimizer([p for p in model.parameters() if p.requires_grad], hp)
-    start, best_acc, history = 0, -1.0, []
+    start, best_score, history = 0, -math.inf, []
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        start, best_acc, history = int(ckpt["epoch"]), float(ckpt["best_val_acc"]), list(ckpt["history"])
+        start, best_score, history = int(ckpt["epoch"]), float(ckpt["best_val_acc"]), list(ckpt["history"])
         torch.set_rng_state(ckpt["torch_rng"])
         log(f"resuming {recipe.method} at epoch {start + 1}/{hp['epochs']} from {out / CHECKPOINT}")
 
@@ -329,25 +331,25 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
         every = max(1, n_batches // 10)
         bar_every = max(1, n_batches // 200)
         model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, score_sum, seen = 0.0, 0.0, 0
         for b in range(n_batches):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(hp, step=epoch * steps_per_epoch + b,
                                             total=int(hp["epochs"]) * steps_per_epoch, steps_per_epoch=steps_per_epoch)
-            idx = torch.from_numpy(order[b * bs:(b + 1) * bs]).to(dev)
-            x, y = recipe.batch(t_train.index_select(0, idx), l_train.index_select(0, idx))
-            logits = model(x)
-            loss = recipe.loss(logits, y)
+            x, y = train_data.batch(order[b * bs:(b + 1) * bs], train=True, seed=seed, epoch=epoch, step=b)
+            out_b = forward(model, x)
+            loss = recipe.loss(out_b, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.detach().argmax(1) == y).sum())
+            score_sum += train_data.measure(out_b.detach(), y)[metric]
             seen += len(y)
             if bar and ((b + 1) % bar_every == 0 or b + 1 == n_batches):
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
                 sys.stderr.write("\r" + progress_bar(epoch=epoch + 1, epochs=int(hp["epochs"]), done=seen, total=n_ep,
-                                                      loss=loss_sum / seen, acc=correct / seen, rate=rate))
+                                                      loss=loss_sum / seen, acc=score_sum / seen, rate=rate,
+                                                      metric=metric))
                 sys.stderr.write("\n" if b + 1 == n_batches else "")
                 sys.stderr.flush()
             elif not bar and ((b + 1) % every == 0 or b + 1 == n_batches):
@@ -355,21 +357,22 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
                 rate = seen / max(dt, 1e-9)
                 eta = (n_ep - seen) / max(rate, 1e-9)
                 log(f"epoch {epoch + 1}/{hp['epochs']} {100 * seen / n_ep:3.0f}% loss {loss_sum / seen:.4f} "
-                    f"acc {correct / seen:.4f} {rate:.0f} samples/s eta {eta:.0f}s")
+                    f"{metric} {score_sum / seen:.4f} {rate:.0f} samples/s eta {eta:.0f}s")
         train_s = time.perf_counter() - t0
-        v = evaluate(model, recipe, val, device=dev)
-        entry = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                 "val_loss": v["loss"], "val_acc": v["acc"], "samples_per_s": seen / max(train_s, 1e-9),
-                 "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
+        v = evaluate(model, recipe, val)
+        entry = {"epoch": epoch + 1, "train_loss": loss_sum / seen, f"train_{metric}": score_sum / seen,
+                 "val_loss": v["loss"], **{f"val_{m}": v[m] for m in data_cls.METRICS},
+                 "samples_per_s": seen / max(train_s, 1e-9), "seconds": time.perf_counter() - t0,
+                 "peak_rss_mb": peak_rss_mb()}
         history.append(entry)
-        log(f"epoch {epoch + 1}/{hp['epochs']} val loss {v['loss']:.4f} acc {v['acc']:.4f} "
-            f"({entry['seconds']:.1f}s)")
-        if v["acc"] > best_acc:
-            best_acc = v["acc"]
+        log(f"epoch {epoch + 1}/{hp['epochs']} val loss {v['loss']:.4f} "
+            + " ".join(f"{m} {v[m]:.4f}" for m in data_cls.METRICS) + f" ({entry['seconds']:.1f}s)")
+        if v[metric] > best_score:
+            best_score = v[metric]
             _atomic_torch(out / BEST, _cpu_state(model))
         _atomic_torch(out / CHECKPOINT, {
             "method": recipe.method, "profile": profile, "seed": int(seed), "fingerprint": fingerprint,
-            "dataset_id": ident.get("dataset_id"), "epoch": epoch + 1, "best_val_acc": best_acc,
+            "dataset_id": ident.get("dataset_id"), "epoch": epoch + 1, "best_val_acc": best_score,
             "model": _cpu_state(model), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
             "history": history})
         _atomic_bytes(out / LOG, "".join(json.dumps(h, sort_keys=True) + "\n" for h in history).encode())
@@ -384,18 +387,19 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
     test = None
     test_src = corpus if test_corpus is None else test_corpus
     test_ident = ident if test_corpus is None else corpus_identity(test_corpus)
+    num_classes = recipe.arch.get("num_classes")
     if test_ident["counts"]["test"] > 0:
-        num_classes = recipe.arch.get("num_classes")
-        t = evaluate(model, recipe, load_split(test_src, "test", fields), device=dev, num_classes=num_classes)
-        test = {"loss": t["loss"], "acc": t["acc"], "n": t["n"], "confusion": t.get("confusion"),
+        t = evaluate(model, recipe, data_cls(recipe, test_src, "test", samples=None, device=dev, hp=hp),
+                     num_classes=num_classes)
+        test = {"loss": t["loss"], **{m: t[m] for m in data_cls.METRICS}, "n": t["n"], "confusion": t.get("confusion"),
                 "corpus": {"path": str(Path(test_src).absolute()), "name": test_ident.get("name"),
                            "dataset_id": test_ident.get("dataset_id"),
                            "content_sha256": test_ident.get("content_sha256")}}
-        log(f"test accuracy {t['acc']:.4f} on {t['n']} samples of {test_ident.get('name')}")
-    best = max(history, key=lambda h: h["val_acc"])
+        log(f"test {metric} {t[metric]:.4f} on {t['n']} samples of {test_ident.get('name')}")
+    best = max(history, key=lambda h: h[f"val_{metric}"])
     val_conf = None
-    if recipe.arch.get("num_classes"):   # the best weights' confusion on the val subset (a corpus may have no test split)
-        val_conf = evaluate(model, recipe, val, device=dev, num_classes=recipe.arch["num_classes"]).get("confusion")
+    if num_classes:   # the best weights' confusion on the val subset (a corpus may have no test split)
+        val_conf = evaluate(model, recipe, val, num_classes=num_classes).get("confusion")
     card = {
         "method": recipe.method, "recipe_version": recipe.version,
         "architecture": {"name": type(model).__name__, **getattr(model, "config", recipe.arch)},
@@ -403,20 +407,22 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
                    "dataset_id": ident.get("dataset_id"), "content_sha256": ident.get("content_sha256"),
                    "generator": ident.get("generator"), "counts": ident["counts"]},
         "profile": profile, "hyperparameters": hp, "recipe_fingerprint": fingerprint,
-        "epochs_run": len(history), "seed": int(seed),
-        "val": {"best": {"epoch": best["epoch"], "loss": best["val_loss"], "acc": best["val_acc"]},
-                "last": {"epoch": history[-1]["epoch"], "loss": history[-1]["val_loss"], "acc": history[-1]["val_acc"]},
-                "n": len(val[1]), "confusion": val_conf},
+        "epochs_run": len(history), "seed": int(seed), "metric": metric,
+        "val": {"best": {"epoch": best["epoch"], "loss": best["val_loss"],
+                         **{m: best[f"val_{m}"] for m in data_cls.METRICS}},
+                "last": {"epoch": history[-1]["epoch"], "loss": history[-1]["val_loss"],
+                         **{m: history[-1][f"val_{m}"] for m in data_cls.METRICS}},
+                "n": len(val), "confusion": val_conf},
         "test": test,
         "history": history,   # the training curve (log.jsonl), rendered by the report
         "wall_seconds": sum(h["seconds"] for h in history),
         "wall_seconds_this_process": time.perf_counter() - t_start,
         "peak_rss_mb": peak_rss_mb(), "memory_note": "training fields held in memory: "
-        f"{train_x.nbytes + train_y.nbytes} bytes (train), {sum(a.nbytes for a in val)} bytes (val subset)",
+        f"{train_data.nbytes} bytes (train), {val.nbytes} bytes (val subset)",
         "hardware": hardware(dev), "versions": versions(),
         "weights": {"file": MODEL, "sha256": file_sha256(out / MODEL), "dtype": "float32"},
         **(extra_card or {}),
     }
     _atomic_bytes(out / CARD, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
-    log(f"done: {out / MODEL} (best val acc {best['val_acc']:.4f} at epoch {best['epoch']})")
+    log(f"done: {out / MODEL} (best val {metric} {best[f'val_{metric}']:.4f} at epoch {best['epoch']})")
     return card

@@ -21,6 +21,13 @@ def _image(height: int = 48, width: int = 64) -> np.ndarray:
     return np.clip(rgb, 0, 1).astype(np.float32)
 
 
+def _predict(method, img):
+    """predict, or predict_with_map with a constant 2 px map for map consumers (NEEDS_MAP)."""
+    if method.NEEDS_MAP:
+        return method.predict_with_map(img, np.full(np.shape(img)[:2], 2.0, np.float32))
+    return method.predict(img)
+
+
 def _needs_weights(name: str) -> bool:
     return bool(get_method(name).WEIGHTS)
 
@@ -71,7 +78,7 @@ def test_predict_shape_dtype_finite_and_deterministic(name):
     method = create_method(name)
     img = _image()
     before = img.copy()
-    out = method.predict(img)
+    out = _predict(method, img)
     assert np.array_equal(img, before), "predict must not modify its input"
     expected = (48, 64) if method.PROVIDES == "blur_map" else (48, 64, 3)
     assert isinstance(out, np.ndarray) and out.shape == expected and out.dtype == np.float32
@@ -80,10 +87,10 @@ def test_predict_shape_dtype_finite_and_deterministic(name):
         assert out.min() >= 0.0 and out.max() <= 1.0
     elif method.UNITS in ("sigma_px", "radius_px"):
         assert out.min() >= 0.0, "a blur size in pixels is never negative"
-    again = method.predict(img.copy())
+    again = _predict(method, img.copy())
     np.testing.assert_array_equal(out, again)
     # float64 input is accepted the same way
-    np.testing.assert_allclose(method.predict(img.astype(np.float64)), out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_predict(method, img.astype(np.float64)), out, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -91,7 +98,7 @@ def test_predict_shape_dtype_finite_and_deterministic(name):
 def test_wrong_shape_raises_value_error(name, shape):
     method = create_method(name)
     with pytest.raises(ValueError):
-        method.predict(np.zeros(shape, dtype=np.float32))
+        _predict(method, np.zeros(shape, dtype=np.float32))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -99,7 +106,7 @@ def test_non_finite_input_raises_value_error(name):
     img = _image()
     img[3, 4, 1] = np.nan
     with pytest.raises(ValueError):
-        create_method(name).predict(img)
+        _predict(create_method(name), img)
 
 
 def test_every_registered_name_matches_the_one_pattern():

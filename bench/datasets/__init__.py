@@ -7,7 +7,7 @@ from pathlib import Path
 from datagen.errors import SourceError, UserError, unknown_name
 
 from .base import Dataset, Sample
-from .corpus import Gauss20Split
+from .corpus import Gauss20Split, SVPSF39Split
 from .cuhk import CUHK
 from .photos import CUHKPhotos, Kodak24
 from .rtf import RTF, RTFFull
@@ -15,17 +15,17 @@ from .synthetic import SynthDefocus, SynthDetection, SynthEnhance
 
 __all__ = ["DATASETS", "Dataset", "Sample", "dataset_table", "open_dataset"]
 
-DATASETS: dict[str, type[Dataset]] = {cls.NAME: cls for cls in (CUHK, RTF, RTFFull, Gauss20Split, Kodak24, CUHKPhotos,
-                                                                 SynthDetection, SynthDefocus, SynthEnhance)}
-NEEDS_ROOT = {"cuhk", "rtf", "rtf_full", "gauss20", "kodak24", "cuhk_photos"}
+DATASETS: dict[str, type[Dataset]] = {cls.NAME: cls for cls in (CUHK, RTF, RTFFull, Gauss20Split, SVPSF39Split, Kodak24,
+                                                                 CUHKPhotos, SynthDetection, SynthDefocus, SynthEnhance)}
+NEEDS_ROOT = {"cuhk", "rtf", "rtf_full", "gauss20", "svpsf39", "kodak24", "cuhk_photos"}
 #: Options of real datasets per profile (the quick profile keeps corpus splits small).
-PROFILE_OPTIONS = {"quick": {"gauss20": {"per_class": 2}}, "full": {}}
+PROFILE_OPTIONS = {"quick": {"gauss20": {"per_class": 2}, "svpsf39": {"per_image": 2}}, "full": {}}
 #: Built-in sets per profile: quick = tiny (CI, the README's first command); full = larger photos.
 PROFILE_SYNTHETIC = {"quick": {"size": 160, "limit": 4}, "full": {"size": 512, "limit": None}}
 
 
 def dataset_table() -> list[dict]:
-    return [{"name": n, "task": c.TASK, "targets": list(c.TARGETS), "version": c.VERSION,
+    return [{"name": n, "task": c.TASK, "tasks": list(c.tasks()), "targets": list(c.TARGETS), "version": c.VERSION,
              "needs_root": n in NEEDS_ROOT, "description": c.DESCRIPTION} for n, c in sorted(DATASETS.items())]
 
 

@@ -37,8 +37,16 @@ class Dataset:
     NAME: ClassVar[str]
     VERSION: ClassVar[str]
     TASK: ClassVar[str]               # "detection" | "defocus_map" | "restoration" | "enhancement" | "nr_enhancement"
+    #: Further tasks its targets allow (e.g. a defocus-map set with sharp references is a restoration
+    #: set too); a method is scored under the first task of :meth:`tasks` its output fits.
+    EXTRA_TASKS: ClassVar[tuple[str, ...]] = ()
     TARGETS: ClassVar[tuple[str, ...]]
     DESCRIPTION: ClassVar[str]
+
+    @classmethod
+    def tasks(cls) -> tuple[str, ...]:
+        """``TASK`` and the ``EXTRA_TASKS``, in order."""
+        return (cls.TASK, *cls.EXTRA_TASKS)
 
     def keys(self) -> list[str]:
         raise NotImplementedError

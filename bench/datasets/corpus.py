@@ -76,3 +76,63 @@ class Gauss20Split(Dataset):
     @property
     def dataset_id(self) -> str:
         return hashlib.sha256(f"{self.content} {self.split} per_class={self.per_class}".encode()).hexdigest()[:16]
+
+
+class SVPSF39Split(Dataset):
+    """A split of an ``svpsf39`` corpus (SVBR-Net's data, :mod:`datagen.generators.svpsf39`) as a
+    restoration set: each sample is one blurred image of the split (row, map), the sharp source its
+    reference, the map's ground truth ``radius_map`` (the ``@gt`` map of chains, and the target of
+    blur-map methods: a defocus-map set too).  The quick profile takes ``per_image`` maps of each
+    image (evenly spaced over its families)."""
+
+    NAME = "svpsf39"
+    VERSION = "1"
+    TASK = "restoration"
+    EXTRA_TASKS = ("defocus_map",)
+    TARGETS = ("sharp", "radius_map", "sigma_map")
+    DESCRIPTION = "a split of an svpsf39 corpus built by datagen: spatially varying disk blur, sharp reference, radius map"
+    MAP_SCALE = 4.0          # stored maps are quarter pixels
+
+    def __init__(self, root: str | Path, *, split: str = "test", per_image: int | None = None):
+        self.path = str(Path(root).absolute())
+        if Path(root).is_dir() or not Path(root).exists():
+            raise SourceError(f"svpsf39 root {root} must be a corpus file built by `datagen build` "
+                              "(e.g. corpora/demo_svpsf39.h5)")
+        f = open_corpus(self.path)
+        try:
+            if f.attrs.get("generator") != "svpsf39":
+                raise SourceError(f"{root}: a {f.attrs.get('generator')!r} corpus, not svpsf39")
+            if split not in f or not f[split]["blurred"].shape[0]:
+                raise SourceError(f"{root}: no {split!r} samples")
+            rows, maps = f[split]["blurred"].shape[:2]
+            self.content = str(f.attrs["content_sha256"])
+        finally:
+            f.close()
+        step = 1 if not per_image or per_image >= maps else maps / per_image
+        picks = sorted({int(i * step) for i in range(per_image or maps)} if per_image else range(maps))
+        self.split, self.per_image = split, per_image
+        self.pairs = [(r, j) for r in range(rows) for j in picks]
+
+    @property
+    def description(self) -> str:
+        cap = f", {self.per_image} maps per image" if self.per_image else ""
+        return f"{self.DESCRIPTION}; split {self.split}{cap}: {len(self.pairs)} blurred images"
+
+    def keys(self) -> list[str]:
+        return [f"{self.split}:{r:05d}:{j:02d}" for r, j in self.pairs]
+
+    def load(self, key: str) -> Sample:
+        from datagen.psf import radius_to_sigma
+
+        _, r, j = key.split(":")
+        g = _handle(self.path)[self.split]
+        row, m = int(r), int(j)
+        radius = g["gt"][row, m].astype(np.float32) / np.float32(self.MAP_SCALE)
+        return Sample(key, g["blurred"][row, m].astype(np.float32) / np.float32(255.0),
+                      {"sharp": g["sharp"][row].astype(np.float32) / np.float32(255.0), "radius_map": radius,
+                       "sigma_map": radius_to_sigma(radius).astype(np.float32)},
+                      {"family": int(g["family"][row, m])})
+
+    @property
+    def dataset_id(self) -> str:
+        return hashlib.sha256(f"{self.content} {self.split} per_image={self.per_image}".encode()).hexdigest()[:16]

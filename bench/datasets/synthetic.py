@@ -12,7 +12,8 @@ to RGB.
 ``synth_defocus``    three depth layers (random vertical bands) blurred with disk (pillbox,
                      ``fspecial('disk', r)``) kernels of radii drawn from 0.5..6 px step 0.25,
                      the RTF levels; targets ``radius_map`` and ``sigma_map`` (the RTF table's
-                     equivalent Gaussian, :func:`datagen.psf.radius_to_sigma`).
+                     equivalent Gaussian, :func:`datagen.psf.radius_to_sigma`), and ``sharp`` (a
+                     restoration set too: deblurring methods run on its ``@gt`` map).
 ``synth_enhance``    the whole photo blurred with Gaussian sigma 1.5 px; target ``sharp``.
 """
 from __future__ import annotations
@@ -102,9 +103,11 @@ class SynthDetection(_Synthetic):
 class SynthDefocus(_Synthetic):
     NAME = "synth_defocus"
     TASK = "defocus_map"
-    TARGETS = ("radius_map", "sigma_map")
+    EXTRA_TASKS = ("restoration",)    # the sharp photo is the reference, the radius map the @gt map
+    TARGETS = ("radius_map", "sigma_map", "sharp")
     VERSION = "2"   # 2: true disk kernels (1 used the table's equivalent Gaussians)
-    DESCRIPTION = "built-in photos in three depth layers blurred with disk kernels of radius 0.5-6 px; radius map"
+    DESCRIPTION = ("built-in photos in three depth layers blurred with disk kernels of radius 0.5-6 px; radius map "
+                   "and the sharp photo")
 
     def load(self, key: str) -> Sample:
         rng = self._rng(key)
@@ -120,7 +123,8 @@ class SynthDefocus(_Synthetic):
         for i, r in enumerate(radii):
             sel = layer == i
             image[sel] = psf.disk_blur(sharp, float(r))[sel]
-        return Sample(key, image, {"radius_map": radius_map, "sigma_map": sigma_map}, {"radii": radii.tolist()})
+        return Sample(key, image, {"radius_map": radius_map, "sigma_map": sigma_map, "sharp": sharp},
+                      {"radii": radii.tolist()})
 
 
 class SynthEnhance(_Synthetic):

@@ -16,6 +16,7 @@ _BUILTIN = {
     "gauss20": "datagen.generators.gauss20:Gauss20",
     "disk23_edges": "datagen.generators.disk23_edges:Disk23Edges",
     "depth_edges": "datagen.generators.depth_edges:DepthEdges",
+    "svpsf39": "datagen.generators.svpsf39:SVPSF39",
 }
 
 

@@ -51,11 +51,17 @@ def odd_patch_size(size: int) -> int:
 
 @dataclass(frozen=True)
 class Field:
-    """One stored per-sample array: ``dtype`` and the shape of one sample (``()`` for scalars)."""
+    """One stored per-sample array: ``dtype`` and the shape of one sample (``()`` for scalars).
+
+    ``chunk``: the HDF5 chunk of one sample in a compressed corpus (a shape of the same rank as
+    ``shape``, e.g. one map of a stack: ``(1, H, W)`` for ``shape = (39, H, W)``), so that a reader
+    decompresses only what it reads; ``None``: whole samples, grouped to ~64k elements per chunk.
+    """
 
     dtype: str
     shape: tuple[int, ...]
     doc: str
+    chunk: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,12 +71,15 @@ class SourceItem:
     ``image``: uint8, ``(H, W)`` gray or ``(H, W, 3)`` RGB per ``COLOR``.  ``mask``: uint8 ``(H, W)``
     as stored in the mask file (gray; the generator decides how to binarise), or ``None``.
     ``companions``: role -> the decoded companion images (``COLOR``), in the plan's order.
+    ``split``: the image's split (``train``, ``val`` or ``test``), for generators that treat
+    training and evaluation images differently (e.g. resize vs crop).
     """
 
     key: str
     image: np.ndarray
     mask: np.ndarray | None = None
     companions: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
+    split: str = "train"
 
 
 class Generator:

@@ -36,7 +36,7 @@ from pydantic import Field
 from scipy import ndimage
 
 from datagen import psf
-from datagen.propagate import matting_laplacian, solve_propagation
+from datagen.propagate import matting_stencil, solve_propagation
 
 from ..base import LUMA_BT601, Method, Params, check_image
 
@@ -244,7 +244,7 @@ def zhuo_sim_defocus(image: np.ndarray, *, std: float = 1.0, std_ratio: float = 
     if bilateral:
         sparse = sparse_bilateral_filter(sparse, rgb, sigma_spatial=sigma_spatial, sigma_range=range_factor * max_blur)
     mask = sparse > SPARSE_EPS
-    lap = matting_laplacian(rgb, epsilon=epsilon, radius=1, scale_epsilon=False)
+    lap = matting_stencil(rgb, epsilon=epsilon, radius=1, scale_epsilon=False)
     dense = solve_propagation(lap, sparse, mask, lam=lam, solver=solver, tol=tol)
     if return_sparse:
         return dense, sparse, edges
