@@ -22,8 +22,9 @@ Pipeline
    (measured, ``benchmarks/bench_svbr2022.py``), so at most ~2.6 GB with the default 1536.
    Tiling is for memory only: it is not faster (the overlap costs more than cache locality gains).
 3. ``precision="bfloat16"`` runs every layer except the last convolution and sigmoid in bfloat16:
-   about 2x faster on CPUs with AVX512-BF16.  Its error depends on the weights (max ~1e-3 for a
-   freshly initialised network, ~0.2 for one with large BN gains); judge it on the trained weights.
+   about 2x faster on CPUs with AVX512-BF16 (1.04 vs 2.38 s/MP at 1 MP on 2 cores,
+   ``benchmarks/bench_svbr2022.py``).  With the shipped weights it differs from float32 by 0.0013 on
+   average (max 0.025, kodim05 with a 0.5-6 px ramp map); other weights may differ more.
 
 Weights: ``weights=PATH`` (``bench run --weights``) or, when ``None``, the shipped
 ``methods/weights/svbr2022.pt`` (a ``SVBRNet`` state dict, trained here on RGB input; read with

@@ -189,3 +189,32 @@ def test_an_svpsf39_test_split_is_a_restoration_and_defocus_map_set(tmp_path):
                     out=tmp_path / "run", workers=1, report=False, log=lambda m: None)
     s = pd.read_parquet(out / "summary.parquet")
     assert code == EXIT_OK and set(s[s.status == "ok"].method) == {"kf_layered@gt", "identity"}
+
+
+def test_bench_predict_takes_a_map_per_image_and_refuses_bad_ones_in_one_line(tmp_path):
+    from PIL import Image
+
+    img = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    good, small, nan = tmp_path / "good.npy", tmp_path / "small.npy", tmp_path / "nan.npy"
+    np.save(good, np.full((40, 48), 2.0, np.float32))
+    np.save(small, np.full((40, 40), 2.0, np.float32))
+    bad = np.full((40, 48), 2.0, np.float32)
+    bad[3, 3] = np.nan
+    np.save(nan, bad)
+    Image.fromarray(np.full((40, 48), 85, np.uint8)).save(tmp_path / "map.png")     # radius 85 / 255 * 6 = 2 px
+    base = ["predict", "kf_layered", str(tmp_path / "a.png"), "--out", str(tmp_path / "out")]
+    ok = run_bench(*base, "--map", str(good))
+    assert ok.returncode == 0, ok.stderr
+    from_png = run_bench(*base[:-1], str(tmp_path / "out2"), "--map", str(tmp_path / "map.png"))
+    assert from_png.returncode == 0, from_png.stderr
+    assert np.allclose(np.load(tmp_path / "out" / "a.npy"), np.load(tmp_path / "out2" / "a.npy"), atol=1e-5)
+    for args, words in ((["--map", str(small)], "the blur map is 40x40 but the image is 48x40"),
+                        (["--map", str(nan)], "NaN"),
+                        ([], "needs a blur map"),
+                        (["--map", str(good), "--map", str(good)], "2 map(s) for 1 image(s)")):
+        proc = run_bench(*base, *args)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert words in proc.stderr, proc.stderr
+    proc = run_bench("predict", "local_std", str(tmp_path / "a.png"), "--out", str(tmp_path / "o3"), "--map", str(good))
+    assert proc.returncode == 2 and "takes no blur map" in proc.stderr
