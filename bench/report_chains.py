@@ -37,8 +37,9 @@ def _cell(rows: pd.DataFrame, method: str) -> str:
 
 
 def _matrix(rows: pd.DataFrame, dataset: str, order: list[str]) -> str | None:
-    chained = [(m, parse(m)) for m in order if parse(m) is not None and m in set(rows["method"])]
-    if not chained:
+    scored = set(rows[(rows["status"] == "ok") & rows["metric"].isin([m for m, _ in CELL])]["method"])
+    chained = [(m, parse(m)) for m in order if parse(m) is not None and m in scored]
+    if not chained:        # no chain restored anything here (all n/a: no reference, no GT map, ...)
         return None
     consumers = list(dict.fromkeys(c.consumer for _, c in chained))
     sources = sorted(dict.fromkeys(c.source for _, c in chained), key=lambda s: (s != GT, order.index(

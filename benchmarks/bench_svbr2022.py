@@ -42,6 +42,22 @@ and a 0.5-6 px ramp, bfloat16 differs from float32 by 0.0013 on average (max 0.0
 two 53.8 dB), far below what the restoration changes.  float32 stays the default (bit-reproducible
 across CPUs).  Training (``bench train``, 2 threads, the shipped run): 23-28 samples/s on 64-px crops,
 ~6 samples/s on 128-px crops; whole 360x340 evaluation images ~0.3 s each.
+
+Where the time goes (one float32 NHWC forward at 1 MP, torch.profiler, idle CPU: 2.18 s self
+CPU): oneDNN convolutions 81 % (+3 % dispatch), ``cat`` 8 %, ReLU 3.5 %, residual adds 3.3 %,
+average pooling 0.5 %.  The network is 117 GMAC (234 GFLOP) per megapixel, so the convolutions
+run at ~130 GFLOP/s on the 2 cores, roughly 70 % of their float32 FMA peak: float32 cannot get
+much below ~2 s/MP here; bfloat16 (AVX512-BF16) is the way under the target.  Peak RSS growth
+of a float32 forward at 1 MP: +0.77-0.88 GB (what ``tile`` bounds).
+
+Training, this script (idle CPU, 2 threads, float32, forward + ssim_loss + backward + Adam step,
+best of 3; process CPU = 2 x wall)::
+
+    batch 8 x 128x128   NCHW 6.8 samples/s   NHWC 8.2 samples/s  (1.0 s/step, peak RSS 1.7 GB)
+    batch 8 x 360x340   NCHW 0.54 samples/s  NHWC 0.91 samples/s (8.8 s/step, peak RSS 7.1 GB)
+
+so the paper's schedule (21,840 samples x 64 epochs of whole 360x340 images) would take ~18 days
+on 2 cores: whole-image training needs the GPU.
 """
 from __future__ import annotations
 

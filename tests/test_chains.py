@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -218,3 +219,24 @@ def test_bench_predict_takes_a_map_per_image_and_refuses_bad_ones_in_one_line(tm
         assert words in proc.stderr, proc.stderr
     proc = run_bench("predict", "local_std", str(tmp_path / "a.png"), "--out", str(tmp_path / "o3"), "--map", str(good))
     assert proc.returncode == 2 and "takes no blur map" in proc.stderr
+
+
+def test_the_report_matrix_puts_consumers_by_map_sources_with_each_maps_error():
+    from bench.report_chains import _matrix
+
+    def row(method, metric, value, status="ok"):
+        return {"method": method, "dataset": "d", "metric": metric, "value": value, "status": status, "reason": ""}
+
+    rows = pd.DataFrame([row("identity", "ssim", 0.6), row("identity", "psnr", 22.0),
+                         row("kf_layered@gt", "ssim", 0.75), row("kf_layered@gt", "psnr", 23.3),
+                         row("kf_layered@zhuo_sim2011", "ssim", 0.63), row("kf_layered@zhuo_sim2011", "psnr", 22.5),
+                         row("kf_layered@zhuo_sim2011", "mae_radius", 1.545),
+                         row("svbr2022@gt", "ssim", float("nan"), "failed"), row("svbr2022@gt", "psnr", float("nan"), "failed")])
+    order = ["identity", "kf_layered@gt", "kf_layered@zhuo_sim2011", "svbr2022@gt"]
+    html = _matrix(rows, "d", order)
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert "deblurring \\ map gt zhuo_sim2011" in text and "map MAE (radius px) 0 1.545" in text
+    assert "kf_layered 0.750 / 23.30 0.630 / 22.50" in text and "blurry input (identity) 0.600 / 22.00" in text
+    assert "svbr2022" not in text                       # no cell restored anything: not a row
+    na_only = rows.assign(status="n/a")
+    assert _matrix(na_only, "d", order) is None
