@@ -20,7 +20,7 @@ An adapter: ``len()``; ``batch(idx, train=, seed=, epoch=, step=) -> (x, y)`` (`
 tuple of the network's inputs); ``measure(out, y) -> {name: sum over the batch}``; ``METRICS`` (the
 first selects the best epoch, higher is better); ``nbytes`` (memory held).
 
-Imports: torch, numpy, h5py (what a bare GPU machine needs).
+Imports: torch, numpy, h5py and the package itself (what a bare GPU machine needs).
 """
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ import os
 import h5py
 import numpy as np
 import torch
+
+from datagen.generators.svpsf39 import MAP_SCALE as SVPSF39_MAP_SCALE
+
+from .nets.svbr_net import MAP_SCALE as SVBR_MAP_SCALE
 
 __all__ = ["KINDS", "LabelledSamples", "RestorationPairs", "adapter", "load_split"]
 
@@ -80,8 +84,9 @@ class RestorationPairs:
     METRICS = ("ssim", "psnr")
     #: Whole images per evaluation batch.
     EVAL_BATCH = 4
-    #: Stored maps are radii in quarter pixels; the network reads radius / 6.
-    MAP_SCALE, RADIUS_NORM = 4.0, 6.0
+    #: Stored maps are radii in quarter pixels (the corpus's scale); the network reads radius / 6 (its own).
+    MAP_SCALE = float(SVPSF39_MAP_SCALE)
+    RADIUS_NORM = float(SVBR_MAP_SCALE)
 
     def __init__(self, recipe, path, split: str, *, samples: np.ndarray | None, device, hp: dict):
         self.maps = self.map_fields(hp)

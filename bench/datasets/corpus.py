@@ -15,6 +15,7 @@ import numpy as np
 
 from datagen.corpus import open_corpus
 from datagen.errors import SourceError
+from datagen.generators.svpsf39 import MAP_SCALE as SVPSF39_MAP_SCALE
 
 from .base import Dataset, Sample
 
@@ -91,7 +92,7 @@ class SVPSF39Split(Dataset):
     EXTRA_TASKS = ("defocus_map",)
     TARGETS = ("sharp", "radius_map", "sigma_map")
     DESCRIPTION = "a split of an svpsf39 corpus built by datagen: spatially varying disk blur, sharp reference, radius map"
-    MAP_SCALE = 4.0          # stored maps are quarter pixels
+    MAP_SCALE = float(SVPSF39_MAP_SCALE)     # stored maps are quarter pixels
 
     def __init__(self, root: str | Path, *, split: str = "test", per_image: int | None = None):
         self.path = str(Path(root).absolute())
