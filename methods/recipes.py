@@ -264,17 +264,15 @@ KARAALI2022_ENET = Recipe(
 )
 
 # ----------------------------------------------------------------------------- svbr2022 (SVBR-Net)
+def ssim_loss(out: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """SVBR-Net's loss: :func:`methods.nets.ssim.ssim_loss` (imported when first used)."""
+    from .nets.ssim import ssim_loss as loss
+    return loss(out, target, reduction)
+
+
 def _svbr_net(*, seed: int = 0, **arch) -> nn.Module:
     from .nets.svbr_net import SVBRNet
     return SVBRNet(seed=seed, **arch)
-
-
-def ssim_loss(out: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """SVBR-Net's loss ``1 - SSIM`` (tf.image.ssim conventions, :mod:`methods.nets.ssim`): the mean over
-    the batch (``"mean"``) or the per-image losses summed (``"sum"``, for evaluation)."""
-    from .nets.ssim import ssim
-    per_image = 1.0 - ssim(out, target)
-    return per_image.sum() if reduction == "sum" else per_image.mean()
 
 
 def _continue_from(model: nn.Module, state: dict) -> None:

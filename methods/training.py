@@ -197,7 +197,7 @@ def evaluate(model, recipe: Recipe, data, *, batch_size: int | None = None, num_
     :mod:`methods.training_data`), in order, uncropped."""
     model.eval()
     n = len(data)
-    bs = int(batch_size or getattr(data, "EVAL_BATCH", 512))
+    bs = int(batch_size or data.EVAL_BATCH)
     loss_sum, sums = 0.0, dict.fromkeys(data.METRICS, 0.0)
     conf = np.zeros((num_classes, num_classes), np.int64) if num_classes else None
     for a in range(0, n, bs):

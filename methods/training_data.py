@@ -54,6 +54,8 @@ class LabelledSamples:
     """Classification samples (see the module docstring)."""
 
     METRICS = ("acc",)
+    #: Samples per evaluation batch.
+    EVAL_BATCH = 512
 
     def __init__(self, recipe, path, split: str, *, samples: np.ndarray | None, device, hp: dict):
         self.recipe = recipe
@@ -104,10 +106,9 @@ class RestorationPairs:
         self.map_arrays = maps
         self.nbytes = sum(a.nbytes for a in arrays)
         # sample k of this adapter -> (row in memory, map j, map field f)
-        where = {int(r): i for i, r in enumerate(rows)}
-        self.index = np.stack([np.array([where[int(r)] for r in all_samples // max(per_row, 1)], dtype=np.int64),
+        self.index = np.stack([np.searchsorted(rows, all_samples // max(per_row, 1)),
                                (all_samples // len(self.maps)) % max(self.per_row, 1),
-                               all_samples % len(self.maps)], axis=1) if all_samples.size else np.zeros((0, 3), np.int64)
+                               all_samples % len(self.maps)], axis=1).astype(np.int64)
 
     @staticmethod
     def map_fields(hp: dict) -> tuple[str, ...]:

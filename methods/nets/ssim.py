@@ -79,10 +79,13 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, *, max_val: float = 1.0) -> t
     return ssim_map(pred, target, max_val=max_val).mean(dim=(1, 2, 3))
 
 
-def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """SVBR-Net's loss (eq. 2): ``1 - mean SSIM`` over batch, channels and pixels; a 0-d tensor.
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """SVBR-Net's loss (eq. 2): ``1 - SSIM`` per image (:func:`ssim`), averaged over the batch
+    (``reduction="mean"``, a 0-d tensor: ``1 - mean SSIM`` over batch, channels and pixels) or summed
+    (``"sum"``, what the training loop's evaluation accumulates).
 
     ``pred`` (the network's output) and ``target`` (the sharp image) are ``(N, 3, H, W)`` in
     ``[0, 1]`` (``max_val = 1``), ``H, W >= 11``.  0 for identical images; differentiable in ``pred``.
     """
-    return 1.0 - ssim_map(pred, target, max_val=1.0).mean()
+    per_image = 1.0 - ssim(pred, target, max_val=1.0)
+    return per_image.sum() if reduction == "sum" else per_image.mean()
