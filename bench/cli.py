@@ -220,9 +220,12 @@ def _read_map(path: str, units: str):
         raise UserError(f"--map {path}: {err}") from None
     if str(path).lower().endswith(".npy"):
         try:
-            return np.load(io.BytesIO(raw), allow_pickle=False), units
-        except ValueError as err:
-            raise UserError(f"--map {path}: not a numpy array file ({err})") from None
+            arr = np.load(io.BytesIO(raw), allow_pickle=False)
+        except (ValueError, EOFError, OSError):
+            raise UserError(f"--map {path}: not a numpy array file (.npy of numbers, saved with numpy.save)") from None
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+            raise UserError(f"--map {path}: holds {getattr(arr, 'dtype', type(arr))} values, not numbers")
+        return arr, units
     with open_image(raw, name=str(path), what="map") as im:
         return np.asarray(im.convert("L"), dtype=np.float64) / 255.0, "relative"
 

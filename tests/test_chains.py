@@ -210,7 +210,11 @@ def test_bench_predict_takes_a_map_per_image_and_refuses_bad_ones_in_one_line(tm
     from_png = run_bench(*base[:-1], str(tmp_path / "out2"), "--map", str(tmp_path / "map.png"))
     assert from_png.returncode == 0, from_png.stderr
     assert np.allclose(np.load(tmp_path / "out" / "a.npy"), np.load(tmp_path / "out2" / "a.npy"), atol=1e-5)
-    for args, words in ((["--map", str(small)], "the blur map is 40x40 but the image is 48x40"),
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "text.npy", np.array([["a", "b"]]))
+    for args, words in ((["--map", str(tmp_path / "empty.npy")], "not a numpy array file"),
+                        (["--map", str(tmp_path / "text.npy")], "not numbers"),
+                        (["--map", str(small)], "the blur map is 40x40 but the image is 48x40"),
                         (["--map", str(nan)], "NaN"),
                         ([], "needs a blur map"),
                         (["--map", str(good), "--map", str(good)], "2 map(s) for 1 image(s)")):
