@@ -2,12 +2,16 @@
 the method or ground truth that gives it one.
 
 A chain is named ``CONSUMER@SOURCE``: ``svbr2022@karaali2022`` deblurs with karaali2022's map,
-``svbr2022@gt`` with the dataset's ground-truth map (``radius_map``, else ``sigma_map``).  In
-``--methods``:
+``svbr2022@gt`` with the dataset's ground-truth map (``radius_map``, else ``sigma_map``).  A dataset
+may store other maps for chains (:data:`DATASET_MAPS`): an ``svpsf39`` split holds SVBR-Net's
+"estimated-like" maps, the ground truth sampled at edges and propagated by the domain transform
+(``@dt``) or the matting Laplacian (``@matting``), the maps its second training stage learns from.
+In ``--methods``:
 
 * ``CONSUMER@SOURCE`` with globs on either side: ``'svbr2022@*'`` is svbr2022 after every blur-map
   method whose map can be converted (``radius_px``, ``sigma_px``, ``relative``; higher = blurred)
-  and after ``gt``; ``'*@gt'`` every consumer on the ground truth;
+  and after every dataset map (``gt``, ``dt``, ``matting``; ``n/a`` on datasets that lack it);
+  ``'*@gt'`` every consumer on the ground truth;
 * a consumer alone (``svbr2022``, or through ``all``) stands for ``CONSUMER@`` its
   ``DEFAULT_MAP_SOURCE``: ``svbr2022@gt``, ``kf_layered@gt``, ``galetto2022_um@galetto2022``;
 * an unknown name on either side, a consumer that takes no map, or a source that gives no blur map
@@ -30,12 +34,20 @@ from datagen.errors import UserError
 
 from .metrics import PredInfo
 
-__all__ = ["GT", "MAP_INFO", "SEP", "Chain", "components", "expand", "input_map", "map_targets", "parse"]
+__all__ = ["DATASET_MAPS", "GT", "MAP_INFO", "SEP", "Chain", "components", "expand", "input_map", "map_targets",
+           "missing_map", "parse"]
 
 SEP = "@"
 GT = "gt"
 #: Ground-truth map targets a dataset may hold, in order of preference, and their units.
 GT_TARGETS = (("radius_map", "radius_px"), ("sigma_map", "sigma_px"))
+#: Chain sources a dataset gives instead of a method: name -> (what it is, the targets that hold
+#: it in order of preference, with their units).
+DATASET_MAPS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    GT: ("ground-truth", GT_TARGETS),
+    "dt": ("domain-transform-propagated", (("dt_radius_map", "radius_px"),)),
+    "matting": ("matting-propagated", (("matting_radius_map", "radius_px"),)),
+}
 #: How the metrics of a chain's input map read it (:func:`input_map` gives it in radius px).
 MAP_INFO = PredInfo(provides="blur_map", units="radius_px", higher="blurred")
 
@@ -43,7 +55,7 @@ MAP_INFO = PredInfo(provides="blur_map", units="radius_px", higher="blurred")
 @dataclass(frozen=True)
 class Chain:
     consumer: str
-    source: str          # a method name, or GT
+    source: str          # a method name, or a dataset map (DATASET_MAPS: gt, dt, matting)
 
     @property
     def name(self) -> str:
@@ -53,6 +65,11 @@ class Chain:
     def on_gt(self) -> bool:
         return self.source == GT
 
+    @property
+    def on_dataset(self) -> bool:
+        """The map comes from the dataset (gt, dt, matting), not from a method."""
+        return self.source in DATASET_MAPS
+
 
 def parse(name: str) -> Chain | None:
     """The chain named ``name`` (``None`` for a plain method name)."""
@@ -61,12 +78,13 @@ def parse(name: str) -> Chain | None:
 
 
 def components(names: list[str]) -> list[str]:
-    """The plain method names a selection runs: chains give their consumer and (unless gt) source."""
+    """The plain method names a selection runs: chains give their consumer and (unless a dataset map)
+    their source."""
     out: list[str] = []
     for name in names:
         c = parse(name)
         for part in ((c.consumer, c.source) if c else (name,)):
-            if part != GT and part not in out:
+            if part not in DATASET_MAPS and part not in out:
                 out.append(part)
     return out
 
@@ -95,23 +113,25 @@ def _sources(pattern: str) -> list[str]:
     from methods.map_units import why_not_convertible
     from methods.registry import get_method, list_methods, select_methods
 
-    if pattern == GT:
-        return [GT]
+    if pattern in DATASET_MAPS:
+        return [pattern]
+    stored = " / ".join(DATASET_MAPS)
     if any(ch in pattern for ch in "*?["):
         producers = [n for n in list_methods() if get_method(n).PROVIDES == "blur_map"
                      and why_not_convertible(get_method(n).UNITS, get_method(n).HIGHER) is None]
-        found = [n for n in [GT, *producers] if fnmatch.fnmatchcase(n, pattern)]
+        found = [n for n in [*DATASET_MAPS, *producers] if fnmatch.fnmatchcase(n, pattern)]
         if not found:
-            raise UserError(f"--methods ...{SEP}{pattern}: matches no blur-map method (nor gt)")
+            raise UserError(f"--methods ...{SEP}{pattern}: matches no blur-map method (nor {stored})")
         return found
     try:
         (name,) = select_methods(pattern, option="--methods")
     except KeyError as err:
-        raise UserError(f"{err.args[0]} (after {SEP}: a blur-map method or gt); see bench list methods") from None
+        raise UserError(f"{err.args[0]} (after {SEP}: a blur-map method or a dataset map, {stored}); "
+                        "see bench list methods") from None
     cls = get_method(name)
     if cls.PROVIDES != "blur_map":
         raise UserError(f"--methods ...{SEP}{name}: {name} provides {cls.PROVIDES}, not a blur map; after {SEP} name a "
-                        "blur-map method or gt")
+                        f"blur-map method or a dataset map ({stored})")
     return [name]
 
 
@@ -124,24 +144,30 @@ def expand(item: str) -> list[str]:
     return [Chain(c, s).name for c in _consumers(consumer) for s in _sources(source)]
 
 
-def map_targets(targets) -> str | None:
-    """The ground-truth map target a dataset with ``targets`` offers to ``@gt`` (None: none)."""
-    return next((t for t, _ in GT_TARGETS if t in targets), None)
+def map_targets(targets, source: str = GT) -> str | None:
+    """The target of a dataset with ``targets`` that holds the dataset map ``source`` (``gt``, ``dt``,
+    ``matting``; None: it has none)."""
+    return next((t for t, _ in DATASET_MAPS[source][1] if t in targets), None)
 
 
-def input_map(sample, source, *, needs: str, source_cls=None) -> tuple[np.ndarray, np.ndarray]:
+def missing_map(source: str, dataset: str) -> str:
+    """Why a chain on the dataset map ``source`` cannot run on ``dataset`` (which lacks it)."""
+    return f"{dataset} has no {DATASET_MAPS[source][0]} blur map (@{source})"
+
+
+def input_map(sample, source, *, needs: str, source_cls=None, dataset_map: str = GT) -> tuple[np.ndarray, np.ndarray]:
     """``(map for the consumer in its ``needs`` units, the same map in radius px)`` for one sample:
-    the sample's ground-truth map when ``source`` is None, else ``source.predict(image)`` read in
-    ``source_cls``'s units.  :class:`methods.map_units.MapUnitsError` (one line) when it cannot be
-    used (wrong size, NaN, units)."""
+    the sample's stored map ``dataset_map`` (:data:`DATASET_MAPS`) when ``source`` is None, else
+    ``source.predict(image)`` read in ``source_cls``'s units.  :class:`methods.map_units.MapUnitsError`
+    (one line) when it cannot be used (wrong size, NaN, units)."""
     from methods.map_units import convert_map
 
     shape = sample.image.shape[:2]
     if source is None:
-        target = map_targets(sample.targets)
+        target = map_targets(sample.targets, dataset_map)
         if target is None:
-            raise UserError("the sample has no ground-truth blur map")
-        units, higher, raw = dict(GT_TARGETS)[target], "blurred", sample.targets[target]
+            raise UserError(missing_map(dataset_map, "the sample"))
+        units, higher, raw = dict(DATASET_MAPS[dataset_map][1])[target], "blurred", sample.targets[target]
     else:
         units, higher, raw = source_cls.UNITS, source_cls.HIGHER, source.predict(sample.image)
     use = convert_map(raw, units=units, higher=higher, to=needs, shape=shape)

@@ -48,7 +48,7 @@ class Job:
     weights: str | None = None                                  # path given to the method (weights=)
     weights_sha256: dict[str, str] = field(default_factory=dict)  # weight name -> sha256 the driver resolved
     metric_weights_sha256: dict[str, str] = field(default_factory=dict)  # the metrics' weights in use -> sha256
-    source: Stage | None = None                                 # a chain's map method (None: plain, or @gt)
+    source: Stage | None = None                                 # a chain's map method (None: plain, or @gt/dt/...)
     map_metrics: list[str] = field(default_factory=list)        # of metrics: scored on a chain's input map
 
 
@@ -71,7 +71,7 @@ def _check_prediction(pred, sample, provides: str) -> np.ndarray:
 def run_job(job: Job) -> dict:
     """One Dask task: predict and score ``job.keys``; never raises for method/data errors.  A chain
     (``job.method`` ``CONSUMER@SOURCE``) gets each sample's map from ``job.source`` (or the
-    dataset's ground truth), converts it (:func:`bench.chains.input_map`) and restores with it; its
+    dataset's stored map, ``@gt`` / ``@dt`` / ``@matting``), converts it (:func:`bench.chains.input_map`) and restores with it; its
     ``map_metrics`` score that map (in radius px), the other metrics the restored image."""
     from methods import create_method
 
@@ -119,7 +119,8 @@ def run_job(job: Job) -> dict:
                 pred, radius = method.predict(sample.image), None
             else:
                 use, radius = chains.input_map(sample, source, needs=method.NEEDS_MAP,
-                                               source_cls=type(source) if source is not None else None)
+                                               source_cls=type(source) if source is not None else None,
+                                               dataset_map=chain.source if chain.on_dataset else chains.GT)
                 pred = method.predict_with_map(sample.image, use)
             seconds = time.perf_counter() - t0
             pred = _check_prediction(pred, sample, job.info.provides)

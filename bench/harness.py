@@ -195,8 +195,8 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
         # run.json identifies both stages of a chain: versions, parameters, weights
         method_info[m] = dict(stage_info[c.consumer], name=m,
                               chain={"consumer": c.consumer, "source": c.source,
-                                     "source_info": None if c.on_gt else stage_info[c.source]})
-        weight_errors[m] = weight_errors[c.consumer] or ("" if c.on_gt else weight_errors[c.source])
+                                     "source_info": None if c.on_dataset else stage_info[c.source]})
+        weight_errors[m] = weight_errors[c.consumer] or ("" if c.on_dataset else weight_errors[c.source])
     pairs = plan(method_names, opened, metric_names)
     used_metrics = sorted({m for p in pairs for m in (*p.metrics, *p.na, *p.unavailable)})
     run_id = new_run_id()
@@ -229,7 +229,7 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
             path = str(next(iter(resolved.values())).path) if resolved else None
             shas = {w: r.sha256 for w, r in resolved.items()}
             source = None
-            if chain is not None and not chain.on_gt:
+            if chain is not None and not chain.on_dataset:
                 src = method_weights[chain.source]
                 source = Stage(chain.source, stage_info[chain.source]["params"],
                                str(next(iter(src.values())).path) if src else None,

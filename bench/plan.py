@@ -8,8 +8,9 @@ reason; metrics whose weights are missing as ``unavailable``.
 
 Chains (``svbr2022@karaali2022``, :mod:`bench.chains`) are planned like methods, with the
 consumer's output; a chain whose source cannot feed it (no ground-truth map in the dataset for
-``@gt``, a map in score units) is ``n/a`` with the reason.  On a dataset with a ground-truth
-``radius_map``, a chain from a map method is also scored with ``mae_radius`` *on its input map*
+``@gt``, nor a propagated one for ``@dt`` / ``@matting``; a map in score units) is ``n/a`` with the
+reason.  On a dataset with a ground-truth
+``radius_map``, a chain from a map method (or a propagated map) is also scored with ``mae_radius`` *on its input map*
 (:attr:`Pair.map_metrics`): the report puts each map's own error beside what it restored.
 """
 from __future__ import annotations
@@ -139,8 +140,8 @@ def _chain_problem(chain: chains.Chain, dname: str, dset) -> str:
     from methods import get_method
     from methods.map_units import why_not_convertible
 
-    if chain.on_gt:
-        return "" if chains.map_targets(dset.TARGETS) else f"{dname} has no ground-truth blur map for {chain.name}"
+    if chain.on_dataset:
+        return "" if chains.map_targets(dset.TARGETS, chain.source) else chains.missing_map(chain.source, dname)
     src = get_method(chain.source)
     why = why_not_convertible(src.UNITS, src.HIGHER)
     return f"{chain.source} cannot feed {chain.consumer}: {why}" if why else ""

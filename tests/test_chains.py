@@ -62,7 +62,8 @@ def test_selection_expands_chains_globs_and_bare_consumers():
     assert select_methods("kf_layered@zhuo_sim2011") == ["kf_layered@zhuo_sim2011"]
     assert select_methods("kf_layered") == ["kf_layered@gt"]
     every = select_methods("kf_layered@*")
-    assert every[0] == "kf_layered@gt" and "kf_layered@karaali2022" in every and "kf_layered@zhuo_sim2011" in every
+    assert every[:3] == ["kf_layered@gt", "kf_layered@dt", "kf_layered@matting"]     # the dataset maps first
+    assert "kf_layered@karaali2022" in every and "kf_layered@zhuo_sim2011" in every
     assert not any(n.endswith(("@local_std", "@var_laplacian")) for n in every)      # score maps: not by glob
     assert set(select_methods("*@gt")) == {"kf_layered@gt", "svbr2022@gt", "galetto2022_um@gt", "galetto2022_sdof@gt"}
     all_names = select_methods("all")
@@ -102,6 +103,8 @@ def test_plan_gives_reasons_and_scores_the_input_map_of_map_chains():
     on_gt = pairs["kf_layered@gt", "synth_defocus"]
     assert not on_gt.reason and on_gt.task == "restoration" and "psnr" in on_gt.metrics and not on_gt.map_metrics
     assert "no ground-truth blur map" in pairs["kf_layered@gt", "synth_enhance"].reason
+    dt = {(p.method, p.dataset): p for p in plan(["kf_layered@dt"], sets, None)}["kf_layered@dt", "synth_defocus"]
+    assert dt.reason == "synth_defocus has no domain-transform-propagated blur map (@dt)"
     zhuo = pairs["kf_layered@zhuo_sim2011", "synth_defocus"]
     assert zhuo.map_metrics == ["mae_radius"] and "mae_radius" in zhuo.metrics
     assert not pairs["kf_layered@zhuo_sim2011", "synth_enhance"].map_metrics       # no GT map to score it against
@@ -144,10 +147,11 @@ def test_a_run_with_chains_scores_the_restoration_and_the_map_and_records_both_s
 
 def test_chains_parse_and_list_their_parts():
     c = chains.parse("svbr2022@karaali2022")
-    assert (c.consumer, c.source, c.on_gt) == ("svbr2022", "karaali2022", False)
+    assert (c.consumer, c.source, c.on_gt, c.on_dataset) == ("svbr2022", "karaali2022", False, False)
+    assert chains.parse("svbr2022@matting").on_dataset and not chains.parse("svbr2022@matting").on_gt
     assert chains.parse("karaali2022") is None
-    assert chains.components(["svbr2022@karaali2022", "svbr2022@gt", "karaali2022", "kf_layered@gt"]) == \
-        ["svbr2022", "karaali2022", "kf_layered"]
+    assert chains.components(["svbr2022@karaali2022", "svbr2022@gt", "karaali2022", "kf_layered@gt",
+                              "kf_layered@dt"]) == ["svbr2022", "karaali2022", "kf_layered"]
 
 
 def test_compare_calls_a_chain_not_comparable_when_its_map_method_changed():
@@ -186,10 +190,21 @@ def test_an_svpsf39_test_split_is_a_restoration_and_defocus_map_set(tmp_path):
                   **QUIET).path
     with pytest.raises(UserError, match="a 'gauss20' corpus, not svpsf39"):
         open_dataset("svpsf39", root=other)
-    out, code = run(methods="kf_layered@gt,identity", datasets=["svpsf39"], roots={"svpsf39": str(corpus)},
-                    out=tmp_path / "run", workers=1, report=False, log=lambda m: None)
+    # the corpus's propagated maps are chain sources too (SVBR-Net's "estimated-like" maps)
+    for name, field in (("dt_radius_map", "dt"), ("matting_radius_map", "matting")):
+        with h5py.File(corpus, "r") as f:
+            stored = f["test"][field][0, int(dset.keys()[1].split(":")[2])]
+        np.testing.assert_array_equal(s.targets[name], stored / np.float32(4.0))
+    out, code = run(methods="kf_layered@gt,kf_layered@dt,kf_layered@matting,identity", datasets=["svpsf39"],
+                    roots={"svpsf39": str(corpus)}, out=tmp_path / "run", workers=1, report=False, log=lambda m: None)
     s = pd.read_parquet(out / "summary.parquet")
-    assert code == EXIT_OK and set(s[s.status == "ok"].method) == {"kf_layered@gt", "identity"}
+    ok = s[s.status == "ok"]
+    assert code == EXIT_OK and set(ok.method) == {"kf_layered@gt", "kf_layered@dt", "kf_layered@matting", "identity"}
+    val = {(r.method, r.metric): r.value for r in ok.itertuples()}
+    # each propagated map is scored against the GT beside what it restored; the GT map is not
+    assert val["kf_layered@dt", "mae_radius"] > 0 and val["kf_layered@matting", "mae_radius"] > 0
+    assert ("kf_layered@gt", "mae_radius") not in val
+    assert val["kf_layered@dt", "psnr"] != val["kf_layered@gt", "psnr"]
 
 
 def test_bench_predict_takes_a_map_per_image_and_refuses_bad_ones_in_one_line(tmp_path):

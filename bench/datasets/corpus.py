@@ -83,16 +83,18 @@ class SVPSF39Split(Dataset):
     """A split of an ``svpsf39`` corpus (SVBR-Net's data, :mod:`datagen.generators.svpsf39`) as a
     restoration set: each sample is one blurred image of the split (row, map), the sharp source its
     reference, the map's ground truth ``radius_map`` (the ``@gt`` map of chains, and the target of
-    blur-map methods: a defocus-map set too).  The quick profile takes ``per_image`` maps of each
+    blur-map methods: a defocus-map set too), and the two "estimated-like" maps the corpus stores,
+    ``dt_radius_map`` and ``matting_radius_map`` (chains ``@dt`` and ``@matting``).  The quick profile takes ``per_image`` maps of each
     image (evenly spaced over its families)."""
 
     NAME = "svpsf39"
     VERSION = "1"
     TASK = "restoration"
     EXTRA_TASKS = ("defocus_map",)
-    TARGETS = ("sharp", "radius_map", "sigma_map")
+    TARGETS = ("sharp", "radius_map", "sigma_map", "dt_radius_map", "matting_radius_map")
     DESCRIPTION = "a split of an svpsf39 corpus built by datagen: spatially varying disk blur, sharp reference, radius map"
     MAP_SCALE = float(SVPSF39_MAP_SCALE)     # stored maps are quarter pixels
+    _STORED = {"dt_radius_map": "dt", "matting_radius_map": "matting"}   # optional targets -> corpus field
 
     def __init__(self, root: str | Path, *, split: str = "test", per_image: int | None = None):
         self.path = str(Path(root).absolute())
@@ -107,6 +109,8 @@ class SVPSF39Split(Dataset):
                 raise SourceError(f"{root}: no {split!r} samples")
             rows, maps = f[split]["blurred"].shape[:2]
             self.content = str(f.attrs["content_sha256"])
+            # a corpus built without one of the estimated-like maps (generator option `estimated`)
+            self.TARGETS = tuple(t for t in self.TARGETS if t not in self._STORED or self._STORED[t] in f[split])
         finally:
             f.close()
         step = 1 if not per_image or per_image >= maps else maps / per_image
@@ -128,10 +132,13 @@ class SVPSF39Split(Dataset):
         _, r, j = key.split(":")
         g = _handle(self.path)[self.split]
         row, m = int(r), int(j)
-        radius = g["gt"][row, m].astype(np.float32) / np.float32(self.MAP_SCALE)
+        scale = np.float32(self.MAP_SCALE)
+        radius = g["gt"][row, m].astype(np.float32) / scale
         return Sample(key, g["blurred"][row, m].astype(np.float32) / np.float32(255.0),
                       {"sharp": g["sharp"][row].astype(np.float32) / np.float32(255.0), "radius_map": radius,
-                       "sigma_map": radius_to_sigma(radius).astype(np.float32)},
+                       "sigma_map": radius_to_sigma(radius).astype(np.float32),
+                       **{t: g[field][row, m].astype(np.float32) / scale for t, field in self._STORED.items()
+                          if t in self.TARGETS}},
                       {"family": int(g["family"][row, m])})
 
     @property
