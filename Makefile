@@ -11,6 +11,11 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+	@# environments made before we depended on opencv-python-headless alone hold opencv-python too: both
+	@# write cv2/, so removing one breaks the other; drop it and restore the headless files
+	if $(BIN)/python -m pip show --quiet opencv-python 2>/dev/null; then \
+	  $(BIN)/python -m pip uninstall --quiet -y opencv-python && \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps opencv-python-headless; fi
 	$(BIN)/python -c "import datagen, torch, torchvision, h5py, distributed, pyiqa" 2>/dev/null || \
 	  (echo "install failed: see the pip output above" >&2; exit 1)
 	touch $(STAMP)
