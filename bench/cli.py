@@ -1,8 +1,10 @@
 """``bench``: list, run, predict, score, report, compare, nightly, weights.
 
-Every verb is a thin wrapper of a library function.  Results go to stdout (``--json`` on read
-verbs), logs to stderr.  Exit codes: 0 ok, 1 regression, 2 usage/config error (one line, no
-traceback), 3 partial failure, 4 nothing ran, 130 interrupted.
+Every verb is a thin wrapper of a library function.  Results go to stdout (``run``: the leaderboard,
+:mod:`bench.leaderboard`; ``--json`` on ``list``, ``run``, ``predict``, ``score``, ``compare``,
+``weights``: one JSON document and nothing else), logs and progress (``--progress`` /
+``--no-progress``, :mod:`datagen.progress`) to stderr.  Exit codes: 0 ok, 1 regression, 2
+usage/config error (one line, no traceback), 3 partial failure, 4 nothing ran, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 import yaml
 
 from datagen.errors import UserError, stdout_closed
+from datagen.progress import add_progress_flags
 
 from .exits import (  # noqa: F401
     EXIT_INTERRUPTED,
@@ -139,11 +142,18 @@ def cmd_list(args) -> int:
 # ----------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
     from .harness import parse_roots, run
+    from .leaderboard import format_run_result, run_result
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
-    _, code = run(methods=args.methods, datasets=datasets, metrics=args.metrics, profile=args.profile,
-                  roots=parse_roots(args.root), out=args.out, device=args.device, fail_fast=args.fail_fast,
-                  scheduler=args.scheduler, workers=args.workers, report=not args.no_report,
-                  params=_method_params(args.set), weights=args.weights)
+    path, code = run(methods=args.methods, datasets=datasets, metrics=args.metrics, profile=args.profile,
+                     roots=parse_roots(args.root), out=args.out, device=args.device, fail_fast=args.fail_fast,
+                     scheduler=args.scheduler, workers=args.workers, report=not args.no_report,
+                     params=_method_params(args.set), weights=args.weights, subset=args.subset,
+                     progress=args.progress)
+    result = run_result(path, code)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_run_result(result))
     return code
 
 
@@ -175,17 +185,28 @@ def cmd_predict(args) -> int:
     out = writable_dir(args.out, hint="choose another --out")
     images = [(p, read_rgb(p)) for p in args.images]  # decode all first: bad input fails before any output
     maps = _input_maps(args, cls, images)
+    # previews in a subfolder: --out holds only the maps, and `bench score --maps` reads it as it is
+    shown = writable_dir(out / previews.PREDICT_FOLDER, hint="choose another --out")
+    written = []
     for i, (path, image) in enumerate(images):
-        pred = method.predict(image) if maps is None else method.predict_with_map(image, maps[i])
+        pred = np.asarray(method.predict(image) if maps is None else method.predict_with_map(image, maps[i]),
+                          dtype=np.float32)
         if i == 0:   # after the first success, so that an error stays the only line on stderr
             for r in resolved.values():
                 print(f"{args.method}: weights {r.name} ({r.origin}) {r.path} sha256 {r.sha256[:12]}", file=sys.stderr)
         stem = Path(path).stem
         buf = io.BytesIO()
-        np.save(buf, np.asarray(pred, dtype=np.float32))
+        np.save(buf, pred)
         atomic_write_bytes(out / f"{stem}.npy", buf.getvalue())
-        atomic_write_bytes(out / f"{stem}.png", previews.output_png(np.asarray(pred, dtype=np.float32)))
-        print(out / f"{stem}.npy")
+        preview = shown / f"{stem}.png"
+        atomic_write_bytes(preview, previews.output_png(pred))
+        written.append({"image": str(path), "npy": str(out / f"{stem}.npy"), "preview": str(preview),
+                        "shape": list(pred.shape), "dtype": "float32"})
+        if not args.json:
+            print(out / f"{stem}.npy")
+    if args.json:
+        _print_json({"method": args.method, "out": str(out), "outputs": written,
+                     "weights": {w: r.record() for w, r in resolved.items()}})
     return EXIT_OK
 
 
@@ -317,7 +338,7 @@ def cmd_train(args) -> int:
     from .train import train
     card = train(args.method, args.corpus, profile=args.profile, device=args.device, out=args.out,
                  resume=args.resume, seed=args.seed, overrides=_parse_sets(args.set), test_corpus=args.test_corpus,
-                 init=args.init)
+                 init=args.init, progress=args.progress)
     best, metric = card["val"]["best"], card.get("metric", "acc")
     test = f"; test {metric} {card['test'][metric]:.4f} (n {card['test']['n']})" if card.get("test") else ""
     print(f"{card['method']}: best val {metric} {best[metric]:.4f} (epoch {best['epoch']}){test}; "
@@ -350,12 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://host:port)")
     s.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
     s.add_argument("--no-report", action="store_true", help="do not write report.html")
+    s.add_argument("--subset", help="subset of cuhk, as bench score's: test (default), defocus, motion, all")
+    s.add_argument("--json", action="store_true", help="print the run's result (leaderboard, run dir, report) as JSON")
+    add_progress_flags(s)
     g = s.add_mutually_exclusive_group()
     g.add_argument("--keep-going", dest="fail_fast", action="store_false", help="record failures and go on (default)")
     g.add_argument("--fail-fast", dest="fail_fast", action="store_true", help="stop at the first failure")
     s.set_defaults(func=cmd_run, fail_fast=False)
 
-    s = sub.add_parser("predict", help="run one method on image files; writes <stem>.npy and a PNG preview")
+    s = sub.add_parser("predict", help="run one method on image files; writes <stem>.npy and previews/<stem>.png")
     s.add_argument("method")
     s.add_argument("images", nargs="+")
     s.add_argument("--out", required=True)
@@ -368,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--map-units, or a PNG holding radius / 6 * 255 (the SVBR-Net convention)")
     s.add_argument("--map-units", default="radius_px", choices=("radius_px", "sigma_px", "relative"),
                    help="units of .npy maps (default radius_px)")
+    s.add_argument("--json", action="store_true", help="print the files written per image as JSON")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("score", help="score maps made elsewhere with our protocols")
@@ -418,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a profile value, e.g. epochs=5")
     s.add_argument("--init", metavar="FILE", help="a staged method's earlier stage (karaali2022_enet: the model.pt of "
                                                   "a karaali2022_bnet run)")
+    add_progress_flags(s)
     s.set_defaults(func=cmd_train)
     return p
 

@@ -2,36 +2,38 @@
 
 One :class:`CompareRow` per (method, dataset, metric) found in either run, with a mark:
 
-==================  ======  ==============================================================
-mark                symbol  meaning
-==================  ======  ==============================================================
-``worse``           ``+``   significantly worse, and the change exceeds the metric's threshold
-``better``          ``-``   significantly better, and the change exceeds the threshold
-``unchanged``       `` ``   no significant change above threshold (also: n/a or unavailable
-                            in both runs, or failing in both)
-``not comparable``  ``x``   dataset id, method version / params / weights sha256 (a chain's map
-                            method's too) or metric version / conventions / model-file sha256
-                            (NIQE, BRISQUE) differ (the reason says which), or the status moved
-                            between ok and n/a / unavailable: never compared silently
-``newly failing``   ``!``   failed in CURRENT but not in BASE
-``fixed``           ``*``   failed in BASE, ok in CURRENT
-``new``             ``>``   only in CURRENT
-``missing``         ``<``   only in BASE
-==================  ======  ==============================================================
+====================  ======  ==============================================================
+mark                  symbol  meaning
+====================  ======  ==============================================================
+``worse``             ``+``   significantly worse, and the change exceeds the metric's threshold
+``better``            ``-``   significantly better, and the change exceeds the threshold
+``unchanged``         `` ``   no significant change above threshold (also: n/a or unavailable
+                              in both runs, or failing in both)
+``too few samples``   ``?``   too few paired samples for any test to reach significance, and
+                              ``|delta|`` exceeds the threshold: no mark can be given
+                              (:func:`bench.stats.min_decidable_n`; 6 at the default 95 %)
+``not comparable``    ``x``   dataset id, method version / params / weights sha256 (a chain's map
+                              method's too) or metric version / conventions / model-file sha256
+                              (NIQE, BRISQUE) differ (the reason says which), or the status moved
+                              between ok and n/a / unavailable: never compared silently
+``newly failing``     ``!``   failed in CURRENT but not in BASE
+``fixed``             ``*``   failed in BASE, ok in CURRENT
+``new``               ``>``   only in CURRENT
+``missing``           ``<``   only in BASE
+====================  ======  ==============================================================
 
 Decision rule for a pair that is ``ok`` in both runs and comparable
 --------------------------------------------------------------------
 ``delta = current - base`` of the headline (``summary.parquet``) values.  Per-sample values
-(``samples.parquet``) are paired on their sample key; the mean of the per-sample differences
-``d_i = current_i - base_i`` gets a percentile bootstrap confidence interval (``n_boot``
-resamples of the keys with replacement, level ``confidence``; the generator is seeded from
-``seed`` and the row's (method, dataset, metric), so a row's interval depends neither on row
-order nor on which other rows exist).  The pair is *worse* when the interval lies entirely
-on the bad side of zero (above it for lower-is-better metrics, below for higher-is-better),
-``delta`` points the same way, and ``|delta| > threshold`` (``run.json`` metric spec);
-*better* symmetrically; otherwise *unchanged*.  With fewer than :data:`MIN_PAIRS` paired
-samples there is no spread to bootstrap: the threshold rule alone decides, and the reason
-says so.
+(``samples.parquet``) are paired on their sample key (pairs with a non-finite value are dropped) and the
+differences ``d_i = current_i - base_i``, with ``delta`` and the metric's ``threshold`` (``run.json``),
+go to :func:`bench.stats.decide`: the one statement of the rule (a sign-flip permutation test of the
+mean difference, exact over all ``2**n`` sign patterns for small n and Monte Carlo above; *too few
+samples* below the n at which it can reach significance; a change must also exceed the threshold; from
+100 pairs on a descriptive BCa interval fills ``ci_low`` / ``ci_high``).  Read it there, or in
+``docs/comparisons.md``.  Randomness is seeded from ``seed`` and the row's (method, dataset, metric), so a
+row's result depends neither on row order nor on which other rows exist.  When a run has no per-sample
+values for the row, the threshold rule alone decides, and the reason says so.
 """
 from __future__ import annotations
 
@@ -45,16 +47,18 @@ import pandas as pd
 
 from datagen.errors import UserError
 
+from . import stats
 from .store import load_run
 
-__all__ = ["MARKS", "MARK_SYMBOLS", "MIN_PAIRS", "CompareRow", "compare_runs", "format_table", "has_regression",
-           "nothing_comparable", "paired_bootstrap", "rows_to_json"]
+__all__ = ["MARKS", "MARK_SYMBOLS", "CompareRow", "compare_runs", "format_table", "has_regression",
+           "nothing_comparable", "rows_to_json"]
 
 #: asv-style one-character symbols for each mark.
 MARK_SYMBOLS: dict[str, str] = {
     "worse": "+",
     "better": "-",
     "unchanged": " ",
+    stats.TOO_FEW_MARK: "?",
     "not comparable": "x",
     "newly failing": "!",
     "fixed": "*",
@@ -64,12 +68,9 @@ MARK_SYMBOLS: dict[str, str] = {
 MARKS = tuple(MARK_SYMBOLS)
 REGRESSION_MARKS = ("worse", "newly failing")
 #: Marks of rows that were actually compared (both runs have the row, with comparable configurations).
-COMPARED_MARKS = ("worse", "better", "unchanged", "newly failing", "fixed")
-#: fewest paired per-sample values for the bootstrap; below it the threshold rule decides.
-MIN_PAIRS = 2
+COMPARED_MARKS = ("worse", "better", "unchanged", stats.TOO_FEW_MARK, "newly failing", "fixed")
 
 _INACTIVE = ("n/a", "unavailable")
-_BOOT_CHUNK = 4_000_000   # resampled values held in memory at once
 
 
 @dataclass
@@ -87,6 +88,10 @@ class CompareRow:
     unit: str = ""
     higher_is_better: bool | None = None
     n_pairs: int = 0
+    #: two-sided p-value of the sign-flip test (``None`` where another test, or none, decided)
+    p_value: float | None = None
+    #: the test that decided (one of :data:`bench.stats.TESTS`; ``""`` when none ran, e.g. not comparable)
+    test: str = ""
 
     @property
     def symbol(self) -> str:
@@ -237,105 +242,51 @@ def _row_seed(seed: int, method: str, dataset: str, metric: str) -> np.random.Ge
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(tag,)))
 
 
-def paired_bootstrap(diffs, *, n_boot: int = 2000, confidence: float = 0.95,
-                     rng: np.random.Generator | int | None = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of ``mean(diffs)``.
-
-    ``diffs`` are paired per-sample differences (already matched on the sample key and in a
-    fixed order); each of the ``n_boot`` resamples draws ``len(diffs)`` indices with
-    replacement.  ``rng`` is a generator or a seed: the same seed gives the same interval.
-    """
-    d = np.asarray(diffs, dtype=np.float64).ravel()
-    if d.size == 0:
-        raise ValueError("no paired differences to bootstrap")
-    if not (0.0 < confidence < 1.0):
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot!r}")
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    n = d.size
-    means = np.empty(int(n_boot))
-    step = max(1, _BOOT_CHUNK // n)
-    for start in range(0, int(n_boot), step):
-        stop = min(int(n_boot), start + step)
-        idx = gen.integers(0, n, size=(stop - start, n))
-        means[start:stop] = d[idx].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
-
-
-def _f(x: float) -> str:
-    return f"{x:.4g}"
-
-
 def _decide(row: CompareRow, pairs: dict[str, float] | None, base_pairs: dict[str, float] | None, *,
-            threshold: float, higher: bool, n_boot: int, confidence: float, rng: np.random.Generator) -> None:
-    """Fill ``delta``, ``ci_*``, ``mark`` and ``reason`` of an ok/ok comparable row."""
+            threshold: float, higher: bool, n_boot: int, n_permutations: int, confidence: float,
+            rng: np.random.Generator) -> None:
+    """Fill ``delta``, ``ci_*``, ``p_value``, ``test``, ``mark`` and ``reason`` of an ok/ok comparable row."""
     if row.base is None or row.current is None:
         row.mark = "not comparable"
         row.reason = f"headline value is NaN in {'base' if row.base is None else 'current'}"
         return
-    delta = row.current - row.base
-    row.delta = delta
-    bad = (delta < 0) if higher else (delta > 0)
-    big = abs(delta) > threshold
-    direction = "worse" if bad else "better"
-    notes = []
-    keys = sorted(set(base_pairs or {}) & set(pairs or {}))
-    n_base, n_cur = len(base_pairs or {}), len(pairs or {})
-    row.n_pairs = len(keys)
-    if len(keys) < MIN_PAIRS:
-        if not keys and not (n_base or n_cur):
-            src = "no per-sample values"
-        else:
-            src = f"{len(keys)} paired sample(s)"
-        notes.append(f"{src}: threshold rule only")
-        if delta != 0 and big:
-            row.mark = direction
-            notes.insert(0, f"|delta| {_f(abs(delta))} > threshold {_f(threshold)}")
-        else:
-            row.mark = "unchanged"
-            notes.insert(0, f"|delta| {_f(abs(delta))} <= threshold {_f(threshold)}")
-        row.reason = "; ".join(notes)
-        return
-    d = np.array([pairs[k] - base_pairs[k] for k in keys], dtype=np.float64)
-    lo, hi = paired_bootstrap(d, n_boot=n_boot, confidence=confidence, rng=rng)
-    row.ci_low, row.ci_high = lo, hi
-    if len(keys) < max(n_base, n_cur):
-        notes.append(f"paired on {len(keys)} of {max(n_base, n_cur)} sample keys")
-    ci_bad = (hi < 0) if higher else (lo > 0)
-    ci_good = (lo > 0) if higher else (hi < 0)
-    level = f"{confidence:.0%} CI"
-    if not (ci_bad or ci_good):
-        row.mark = "unchanged"
-        notes.insert(0, f"{level} of the mean difference includes 0 (n={len(keys)})")
-    elif (ci_bad and not bad) or (ci_good and bad) or delta == 0:
-        row.mark = "unchanged"
-        notes.insert(0, f"per-sample {level} and headline delta disagree in direction")
-    elif not big:
-        row.mark = "unchanged"
-        notes.insert(0, f"significant ({level} excludes 0) but |delta| {_f(abs(delta))} <= threshold {_f(threshold)}")
-    else:
-        row.mark = direction
-        notes.insert(0, f"{level} excludes 0 (n={len(keys)}) and |delta| {_f(abs(delta))} > threshold {_f(threshold)}")
-    row.reason = "; ".join(notes)
+    row.delta = row.current - row.base
+    diffs, note = None, ""
+    if base_pairs and pairs:
+        keys = sorted(k for k in set(base_pairs) & set(pairs) if math.isfinite(pairs[k] - base_pairs[k]))
+        diffs = np.array([pairs[k] - base_pairs[k] for k in keys], dtype=np.float64)
+        total = max(len(base_pairs), len(pairs))
+        if len(keys) < total:
+            note = f"; paired on {len(keys)} of {total} sample keys"
+        row.n_pairs = len(keys)
+    dec = stats.decide(diffs, delta=row.delta, threshold=threshold, higher_is_better=higher, confidence=confidence,
+                       n_permutations=n_permutations, n_boot=n_boot, rng=rng)
+    row.mark, row.test, row.reason = str(dec.mark), dec.test, dec.reason() + note
+    if dec.p_value is not None:
+        row.p_value = float(dec.p_value)
+    if dec.ci_low is not None:
+        row.ci_low, row.ci_high = float(dec.ci_low), float(dec.ci_high)
 
 
 # ----------------------------------------------------------------------------------------- public API
 
-def compare_runs(base_dir: str | os.PathLike, current_dir: str | os.PathLike, *, n_boot: int = 2000,
-                 confidence: float = 0.95, seed: int = 0) -> list[CompareRow]:
+def compare_runs(base_dir: str | os.PathLike, current_dir: str | os.PathLike, *, n_boot: int = stats.N_BOOT,
+                 n_permutations: int = stats.N_PERMUTATIONS, confidence: float = stats.CONFIDENCE,
+                 seed: int = 0) -> list[CompareRow]:
     """Compare every (method, dataset, metric) of two run directories; rows sorted by those names.
 
+    ``confidence``: two-sided level of the tests (:mod:`bench.stats`); ``n_permutations`` / ``n_boot``: sign
+    patterns of the Monte Carlo sign-flip test / resamples of the BCa bootstrap; ``seed``: their randomness.
     Raises :class:`datagen.errors.UserError` when a run directory, its ``run.json`` or its
-    ``summary.parquet`` is missing or unreadable, or when ``n_boot`` / ``confidence`` are out
-    of range.  See the module docstring for the marks and the decision rule.
+    ``summary.parquet`` is missing or unreadable, or when ``n_boot`` / ``n_permutations`` /
+    ``confidence`` are out of range.  See the module docstring for the marks and the decision rule.
     """
-    if not (isinstance(n_boot, int | np.integer) and n_boot >= 1):
-        raise UserError(f"n_boot must be a whole number >= 1, got {n_boot!r}")
     if not (0.0 < float(confidence) < 1.0):
         raise UserError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}")
+    try:
+        stats.check_settings(confidence=float(confidence), n_permutations=n_permutations, n_boot=n_boot)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     base, cur = load_run(base_dir, role="base run"), load_run(current_dir, role="current run")
     bsum, csum = _summary_index(base.summary), _summary_index(cur.summary)
     bsam, csam = _samples_index(base.samples), _samples_index(cur.samples)
@@ -344,7 +295,7 @@ def compare_runs(base_dir: str | os.PathLike, current_dir: str | os.PathLike, *,
         method, dataset, metric = key
         b, c = bsum.get(key), csum.get(key)
         rows.append(_compare_one(key, b, c, base.meta, cur.meta, bsam.get(key), csam.get(key),
-                                 n_boot=int(n_boot), confidence=float(confidence),
+                                 n_boot=int(n_boot), n_permutations=int(n_permutations), confidence=float(confidence),
                                  rng=_row_seed(seed, method, dataset, metric),
                                  no_samples=(base.samples is None, cur.samples is None)))
     return rows
@@ -356,8 +307,9 @@ def _spec(meta: dict, metric: str) -> dict:
     return rec if isinstance(rec, dict) else {}
 
 
-def _compare_one(key, b: dict | None, c: dict | None, bmeta: dict, cmeta: dict, bpairs, cpairs, *,
-                 n_boot: int, confidence: float, rng: np.random.Generator, no_samples: tuple[bool, bool]) -> CompareRow:
+def _compare_one(key, b: dict | None, c: dict | None, bmeta: dict, cmeta: dict, bpairs, cpairs, *, n_boot: int,
+                 n_permutations: int, confidence: float, rng: np.random.Generator,
+                 no_samples: tuple[bool, bool]) -> CompareRow:
     method, dataset, metric = key
     spec = _spec(cmeta, metric) or _spec(bmeta, metric)
     ref = c if c is not None else b
@@ -408,9 +360,10 @@ def _compare_one(key, b: dict | None, c: dict | None, bmeta: dict, cmeta: dict, 
         row.mark, row.reason = "not comparable", f"metric {metric} has no recorded direction (higher_is_better)"
         return row
     threshold = _num(spec.get("threshold")) or 0.0
-    _decide(row, cpairs, bpairs, threshold=abs(threshold), higher=higher, n_boot=n_boot, confidence=confidence, rng=rng)
+    _decide(row, cpairs, bpairs, threshold=abs(threshold), higher=higher, n_boot=n_boot,
+            n_permutations=n_permutations, confidence=confidence, rng=rng)
     missing_files = [name for name, gone in zip(("base", "current"), no_samples) if gone]
-    if missing_files and row.n_pairs < MIN_PAIRS:
+    if missing_files and row.test == stats.THRESHOLD:
         row.reason += f" ({' and '.join(missing_files)} run has no samples.parquet)"
     return row
 
@@ -439,14 +392,15 @@ def _cell(x: float | None, *, signed: bool = False) -> str:
 
 
 def format_table(rows: list[CompareRow]) -> str:
-    """Plain-text table for the terminal: symbol, names, base, current, delta, CI, mark, reason;
-    then one line counting the marks."""
-    header = ("", "method", "dataset", "metric", "base", "current", "delta", "CI", "mark", "reason")
+    """Plain-text table for the terminal: symbol, names, base, current, delta, CI (BCa, large n), p (sign-flip
+    tests), mark, reason; then one line counting the marks."""
+    header = ("", "method", "dataset", "metric", "base", "current", "delta", "CI", "p", "mark", "reason")
     body = []
     for r in rows:
         ci = "-" if r.ci_low is None or r.ci_high is None else f"[{r.ci_low:+.3g}, {r.ci_high:+.3g}]"
         body.append((MARK_SYMBOLS.get(r.mark, "?"), r.method, r.dataset, r.metric, _cell(r.base), _cell(r.current),
-                     _cell(r.delta, signed=True), ci, r.mark, r.reason))
+                     _cell(r.delta, signed=True), ci, "-" if r.p_value is None else f"{r.p_value:.2g}", r.mark,
+                     r.reason))
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header) - 1)]
     lines = []
     for line in [header, *body]:
@@ -467,7 +421,7 @@ def rows_to_json(rows: list[CompareRow]) -> list[dict]:
     out = []
     for r in rows:
         d = asdict(r)
-        for k in ("base", "current", "delta", "ci_low", "ci_high"):
+        for k in ("base", "current", "delta", "ci_low", "ci_high", "p_value"):
             d[k] = _json_num(d[k])
         d["symbol"] = MARK_SYMBOLS.get(r.mark, "?")
         out.append(d)

@@ -188,11 +188,15 @@ def job_key(job: Job) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _execute(jobs: list[Job], writer: RunWriter, *, scheduler, workers, fail_fast, log, header: str) -> list[dict]:
+def _execute(jobs: list[Job], writer: RunWriter, *, scheduler, workers, fail_fast, log, header: str,
+             progress: bool | None = None) -> list[dict]:
     """Run the tasks not saved by an interrupted run; ``header`` is logged once the cluster is there
-    (so that a bad ``--scheduler`` is the only line on stderr)."""
+    (so that a bad ``--scheduler`` is the only line on stderr).  ``progress``: the finished tasks as a
+    bar with an ETA (True), a line every ~10 % (False) or a bar on a terminal (None;
+    :class:`datagen.progress.Progress`)."""
     from distributed import as_completed
 
+    from datagen.progress import Progress
     from datagen.runner import connect
 
     keys = [job_key(j) for j in jobs]
@@ -212,17 +216,17 @@ def _execute(jobs: list[Job], writer: RunWriter, *, scheduler, workers, fail_fas
         log(f"resuming: {len(results)} of {len(jobs)} tasks already done by the interrupted run")
     if not todo:
         return results
+    bar = Progress(len(todo), log=log, unit="tasks", desc="bench run", bar=progress)
     try:
         futures = {client.submit(run_job, j, pure=False): k for k, j in todo}
-        for done, fut in enumerate(as_completed(list(futures), loop=client.loop), start=1):
+        for fut in as_completed(list(futures), loop=client.loop):
             res = fut.result()
             try:
                 writer.save_result(futures[fut], res)
             except TypeError as err:   # a plug-in's metric state that is not data: the run goes on, unsaved
                 log(f"note: the result of task {futures[fut]} cannot be saved for resuming ({err})")
             results.append(res)
-            if done == len(todo) or done % max(1, len(todo) // 10) == 0:
-                log(f"  {done}/{len(todo)} tasks")
+            bar.update(1)
             if fail_fast and res["failures"]:
                 first = res["failures"][0]
                 log(f"--fail-fast: stopping after {first['method']} failed on {first['dataset']}/{first['key']}")
@@ -230,6 +234,7 @@ def _execute(jobs: list[Job], writer: RunWriter, *, scheduler, workers, fail_fas
                     other.cancel()
                 break
     finally:
+        bar.close()
         client.close()
         if cluster is not None:
             cluster.close()

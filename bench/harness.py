@@ -72,6 +72,7 @@ from .plan import (  # noqa: F401 - the run API
     select_metrics,
 )
 from .reduce import _reduce, _summary_row
+from .stats import comparison_rule
 from .store import (
     FORMAT,
     FORMAT_VERSION,
@@ -129,7 +130,7 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
         roots: dict[str, str] | None = None, out: str | os.PathLike | None = None, device: str = "cpu",
         fail_fast: bool = False, scheduler: str | None = None, workers: int | None = None, report: bool = True,
         baseline: str | os.PathLike | None = None, params: dict[str, dict] | None = None,
-        weights: list[str] | dict[str, str] | None = None,
+        weights: list[str] | dict[str, str] | None = None, subset: str | None = None, progress: bool | None = None,
         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> tuple[Path, int]:
     """Run the benchmark; returns ``(run directory, exit code)``.  Raises :class:`UserError` for bad input
     (also when ``out`` is in use by another run, or holds anything this tool did not write).
@@ -141,6 +142,11 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
     run goes on.  ``run.json`` records each method's ``weights: {name: {origin, path, sha256}}``
     (plus ``card``, the model card of exactly that file, when there is one) and each metric's
     ``weights_used`` (NIQE, BRISQUE).
+    ``subset``: the subset of the datasets that have subsets (:data:`bench.scoring.SUBSET_DATASETS`:
+    CUHK ``test``, ``defocus``, ``motion``, ``all``), as ``bench score --subset``; a one-line
+    :class:`UserError` when none of the selected datasets has one.
+    ``progress``: the tasks' progress on stderr (:class:`datagen.progress.Progress`): a bar with an
+    ETA (True), a line every ~10 % to ``log`` (False) or a bar when stderr is a terminal (None).
     """
     from datagen.errors import writable_dir
     from datagen.lock import output_lock
@@ -160,15 +166,16 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
     method_names = select_methods(methods)
     metric_names = select_metrics(metrics)
     roots = dict(roots or {})
-    names = list(datasets) if datasets else [d for d in PROFILE_DATASETS[profile] if d not in ds_mod.NEEDS_ROOT or d in roots]
+    names = list(datasets) if datasets else [d for d in PROFILE_DATASETS[profile] if not ds_mod.needs_root(d) or d in roots]
     for name in roots:
         if name not in names:
             if name not in ds_mod.DATASETS:
                 raise UserError(unknown_name("dataset", name, ds_mod.DATASETS) + " (in --root)")
             names.append(name)
+    options = _subset_options(subset, names)
     opened = {}
     for name in names:
-        opened[name] = ds_mod.open_dataset(name, root=roots.get(name), profile=profile)
+        opened[name] = ds_mod.open_dataset(name, root=roots.get(name), profile=profile, **options.get(name, {}))
         note = getattr(opened[name], "check_polarity", lambda: None)()
         if note:
             log(f"note: {note}")
@@ -206,7 +213,8 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
             "git": git_info(), "machine": machine_info(), "versions": _versions(), "methods": method_info,
             "datasets": {n: {"dataset_id": d.dataset_id, "version": d.VERSION, "task": d.TASK, "n": len(d.keys()),
                              "description": getattr(d, "description", d.DESCRIPTION)} for n, d in opened.items()},
-            "metrics": {m: metric_spec_dict(m) for m in used_metrics}}
+            "metrics": {m: metric_spec_dict(m) for m in used_metrics},
+            "comparison_rule": comparison_rule()}
     metric_shas = _metric_weights(meta["metrics"])
     writable_dir(out.absolute().parent, hint="choose another --out")   # the lock file lives beside --out
     with output_lock(out):
@@ -250,12 +258,25 @@ def run(*, methods: str = "all", datasets: list[str] | None = None, metrics: str
             header = f"bench run {run_id}: {len(method_names)} method(s) x {len(opened)} dataset(s), {len(jobs)} task(s) -> {out}"
             try:
                 results = _execute(jobs, writer, scheduler=scheduler, workers=n_workers, fail_fast=fail_fast, log=log,
-                                   header=header)
+                                   header=header, progress=progress)
             except KeyboardInterrupt:
                 kept = f"finished tasks are kept in {writer.work}; " if writer.work.is_dir() else ""
                 raise RunInterrupted(f"{kept}rerun with --out {out} to resume") from None
             exit_code = _reduce(writer, runnable, opened, results + unresolved)
         return _store(writer, exit_code, report=report, baseline=baseline, t0=t0, log=log)
+
+
+def _subset_options(subset: str | None, names: list[str]) -> dict[str, dict]:
+    """``{dataset: {"subset": subset}}`` for the selected datasets that have subsets."""
+    from .scoring import SUBSET_DATASETS
+
+    if subset is None:
+        return {}
+    takers = [n for n in names if n in SUBSET_DATASETS]
+    if not takers:
+        raise UserError(f"--subset {subset}: none of the selected datasets ({', '.join(names) or 'none'}) has subsets; "
+                        f"--subset applies to {', '.join(SUBSET_DATASETS)} (e.g. --root cuhk=DIR)")
+    return {n: {"subset": subset} for n in takers}
 
 
 def _resolve_weights(method: str, cls, user: dict[str, str]) -> tuple[dict, str, dict]:

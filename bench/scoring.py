@@ -2,6 +2,8 @@
 
 Maps are matched to samples by file name: ``<key>.npy`` (float, any units), ``<key>.<png|jpg|...>``
 (gray levels) or, for CUHK, any file that starts with the key (``out_of_focus0001_HiFSTBlurMap.png``).
+Only the files directly in the folder count: subfolders (the ``previews/`` of ``bench predict --out``)
+are ignored, so ``bench predict M IMAGES --out D`` then ``bench score --maps D`` works as written.
 Every map must have its ground truth's size and finite values; anything else is a one-line
 error (exit 2) before any score is computed.
 """
@@ -22,6 +24,8 @@ from .plan import select_metrics
 from .tasks import DEFAULT_METRICS
 
 _MAP_EXT = (".npy", *IMAGE_EXTENSIONS)
+#: Datasets that take ``--subset`` (``bench score`` and ``bench run``): CUHK's test, defocus, motion, all.
+SUBSET_DATASETS = ("cuhk",)
 
 
 def read_map(path: Path) -> np.ndarray:
@@ -76,7 +80,7 @@ def score_maps(*, dataset: str, root: str, maps: str, higher: str = "blurred", u
     if dataset == "cuhk":
         options = {"masks_only": True, "subset": subset or "test", "polarity": "blurred255"}
     elif subset:
-        raise UserError(f"--subset applies to cuhk only, not {dataset}")
+        raise UserError(f"--subset applies to {', '.join(SUBSET_DATASETS)} only, not {dataset}")
     dset = open_dataset(dataset, root=root, **options)
     if dset.TASK not in ("detection", "defocus_map"):
         raise UserError(f"bench score scores blur maps; {dataset} is a {dset.TASK} dataset")

@@ -507,7 +507,8 @@ class Run:
 META_TYPES: dict[str, type | tuple[type, ...]] = {
     "format": str, "format_version": int, "run_id": str, "created": str, "profile": str, "device": str,
     "status": str, "exit_code": int, "seconds": (int, float), "report": str, "git": dict, "machine": dict,
-    "versions": dict, "methods": dict, "datasets": dict, "metrics": dict, "files": list}
+    "versions": dict, "methods": dict, "datasets": dict, "metrics": dict, "files": list,
+    "comparison_rule": dict}
 #: Fields that map a name to a record (an object).
 META_RECORDS = ("methods", "datasets", "metrics")
 

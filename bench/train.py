@@ -28,10 +28,12 @@ def default_out(method: str, profile: str, seed: int) -> Path:
 def train(method: str, corpus: str | os.PathLike, *, profile: str = "smoke", device: str = "cpu",
           out: str | os.PathLike | None = None, resume: bool = False, seed: int = 0,
           overrides: dict | None = None, test_corpus: str | os.PathLike | None = None,
-          init: str | os.PathLike | None = None) -> dict:
+          init: str | os.PathLike | None = None, progress: bool | None = None) -> dict:
     """Train ``method`` on ``corpus``; returns the model card (see :mod:`methods.training`).
 
     ``test_corpus``: a corpus of the same generator whose ``test`` split gives the card's test metrics.
+    ``progress``: each epoch's progress on stderr as a bar (True), a line every ~10 % (False) or a bar
+    on a terminal (None; :class:`datagen.progress.Progress`).
     """
     from datagen.corpus import info
     from datagen.lock import output_lock
@@ -103,6 +105,6 @@ def train(method: str, corpus: str | os.PathLike, *, profile: str = "smoke", dev
         try:
             return training.train(recipe, corpus, out=out, profile=profile, device=device, resume=resume, seed=seed,
                                   overrides=overrides, extra_card={"git": git_info()},
-                                  test_corpus=test_corpus, init=init)
+                                  test_corpus=test_corpus, init=init, progress=progress)
         except training.TrainingInputError as err:
             raise OutputError(str(err)) from None

@@ -1,5 +1,9 @@
 """``datagen`` command line: every verb is a thin wrapper over a library function.
 
+Results go to stdout (``--json`` on ``build``, ``validate``, ``list``, ``info``, ``verify``: one JSON
+document and nothing else), logs and progress (``--progress`` / ``--no-progress``,
+:mod:`datagen.progress`) to stderr.
+
 Exit codes: 0 ok; 1 a check failed (``verify``); 2 bad input (one line, no traceback);
 130 interrupted (rerun the same command to resume).
 """
@@ -19,6 +23,7 @@ from .errors import (
     VerificationError,
     stdout_closed,
 )
+from .progress import add_progress_flags
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,15 +58,24 @@ def cmd_build(args) -> int:
     manifest = load_manifest(args.manifest)
     res = build(manifest, out=args.out, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
                 limit=args.limit, progress=args.progress)
+    lines = []
     if res.status == "built":
         from .generators import get_generator
 
-        print(f"built {res.path} in {res.seconds:.1f} s ({res.shards_built} shards built, {res.shards_reused} reused)")
         gen = get_generator(manifest.generator.kind)(manifest.generator)
-        for line in gen.summary([s for s in res.stats if s.get("role", "primary") == "primary"]):
+        lines = list(gen.summary([s for s in res.stats if s.get("role", "primary") == "primary"]))
+    if args.json:
+        print(json.dumps({"path": str(res.path), "status": res.status, "dataset_id": res.dataset_id,
+                          "content_sha256": res.content_sha256, "counts": res.counts, "seconds": res.seconds,
+                          "shards_built": res.shards_built, "shards_reused": res.shards_reused, "summary": lines},
+                         indent=2, sort_keys=True))
+        return EXIT_OK
+    if res.status == "built":
+        print(f"built {res.path} in {res.seconds:.1f} s ({res.shards_built} shards built, {res.shards_reused} reused)")
+        for line in lines:
             print(f"  {line}")
     else:
-        print(f"up to date: {res.path}")
+        print(f"up to date: {res.path} ({res.seconds:.1f} s)")
     print(f"  dataset_id {res.dataset_id}  content_sha256 {res.content_sha256}")
     _print_counts(res.counts)
     return EXIT_OK
@@ -122,11 +136,28 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
+#: What ``datagen verify`` checks (:func:`datagen.corpus.verify`), as its output says.
+VERIFY_CHECKS = ("format version", "structure: fields, splits and the /sources table",
+                 "provenance: attributes and /sources re-hashed, dataset_id recomputed",
+                 "content_sha256: every stored dataset re-hashed",
+                 "per split: sample counts, labels in range and per class, source rows in their split")
+
+
 def cmd_verify(args) -> int:
     from .corpus import verify
 
-    res = verify(args.path)
+    try:
+        res = verify(args.path)
+    except VerificationError as err:
+        if args.json:   # the result on stdout; the error line on stderr and exit 1 as without --json
+            print(json.dumps({"path": args.path, "ok": False, "checked": list(VERIFY_CHECKS), "problems": str(err)},
+                             indent=2, sort_keys=True))
+        raise
+    if args.json:
+        print(json.dumps({**res, "checked": list(VERIFY_CHECKS)}, indent=2, sort_keys=True))
+        return EXIT_OK
     print(f"ok: {res['path']} (dataset_id {res['dataset_id']}, content_sha256 {res['content_sha256']})")
+    print("  checked: " + "; ".join(VERIFY_CHECKS))
     return EXIT_OK
 
 
@@ -140,11 +171,23 @@ def cmd_preview(args) -> int:
 
 def cmd_fetch(args) -> int:
     from .fetch import fetch
+    from .progress import Progress
+
+    bars: dict[str, Progress] = {}
 
     def progress(name: str, done: int, total: int) -> None:
-        print(f"datagen: {name}: {done / 1e6:.0f} / {total / 1e6:.0f} MB", file=sys.stderr, flush=True)
+        if name not in bars:   # the first report of an archive: what a resumed download already had
+            bars[name] = Progress(total, log=lambda m: print(f"datagen: {m}", file=sys.stderr, flush=True), unit="B",
+                                  desc=name, bar=args.progress, initial=done)
+        bars[name].update(done - bars[name].done)
+        if done >= total:
+            bars.pop(name).close()
 
-    dest = fetch(args.dataset, args.dest, base_url=args.base_url, checksums=args.checksums, progress=progress)
+    try:
+        dest = fetch(args.dataset, args.dest, base_url=args.base_url, checksums=args.checksums, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
     print(f"{args.dataset} ready in {dest}; export DIV2K_ROOT={dest}")
     return EXIT_OK
 
@@ -163,9 +206,8 @@ def make_parser() -> argparse.ArgumentParser:
     mode.add_argument("--resume", dest="overwrite", action="store_false", help="reuse complete shards (default)")
     mode.add_argument("--overwrite", dest="overwrite", action="store_true", help="rebuild from scratch")
     p.add_argument("--limit", type=_positive, help="use only N source images (a seeded subset)")
-    bar = p.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="force a progress bar")
-    bar.add_argument("--no-progress", dest="progress", action="store_false", help="log lines instead of a bar")
+    add_progress_flags(p)
+    p.add_argument("--json", action="store_true", help="print the result (path, counts, dataset_id, seconds) as JSON")
     p.set_defaults(func=cmd_build, overwrite=False)
 
     p = sub.add_parser("validate", help="check a manifest and its sources without building")
@@ -185,6 +227,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="re-hash a corpus and check its integrity (exit 1 on mismatch)")
     p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="print what was checked and the result as JSON")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("preview", help="write a labelled grid of samples per class")
@@ -199,6 +242,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", required=True, help="folder to hold the dataset root")
     p.add_argument("--base-url", help="mirror to download from")
     p.add_argument("--checksums", help="file of 'NAME SIZE SHA256' lines overriding the built-in checksums")
+    add_progress_flags(p)
     p.set_defaults(func=cmd_fetch)
     return parser
 

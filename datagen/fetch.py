@@ -38,7 +38,7 @@ CHUNK = 1 << 20  # bytes per read and write step
 MAX_UNPACK_RATIO = 4
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
-Progress = Callable[[str, int, int], None]
+ProgressCallback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ DATASETS: dict[str, tuple[str, tuple[Archive, ...]]] = {
 
 
 def fetch(dataset: str, dest: str | os.PathLike, *, base_url: str | None = None,
-          checksums: str | os.PathLike | None = None, progress: Progress | None = None,
+          checksums: str | os.PathLike | None = None, progress: ProgressCallback | None = None,
           timeout: float = 60.0) -> Path:
     """Download, verify and extract every archive of ``dataset`` into ``dest``.
 
@@ -80,7 +80,9 @@ def fetch(dataset: str, dest: str | os.PathLike, *, base_url: str | None = None,
         Text file of ``NAME SIZE SHA256`` lines overriding the built-in size and digest
         of the archives it names (blank lines and ``#`` comments allowed).
     progress : callable, optional
-        Called as ``progress(name, bytes_done, bytes_total)`` during each download.
+        Called as ``progress(name, bytes_done, bytes_total)`` when each download starts (``bytes_done``:
+        what an interrupted download already has), then every 1 % of it (``datagen fetch`` draws
+        :class:`datagen.progress.Progress` from these calls).
     timeout : float
         Seconds to wait for the server on connect and on each read.
 
@@ -153,7 +155,7 @@ def _is_done(root: Path, archive: Archive) -> bool:
     return (root / archive.folder).is_dir() and _marker(root, archive).is_file()
 
 
-def _download(archive: Archive, url: str, downloads: Path, *, progress: Progress | None,
+def _download(archive: Archive, url: str, downloads: Path, *, progress: ProgressCallback | None,
               timeout: float) -> Path:
     """Fetch ``url`` into ``downloads/NAME`` (via ``NAME.part``) and verify it."""
     final, part = downloads / archive.name, downloads / f"{archive.name}.part"
@@ -171,7 +173,7 @@ def _download(archive: Archive, url: str, downloads: Path, *, progress: Progress
     return final
 
 
-def _transfer(url: str, part: Path, start: int, archive: Archive, *, progress: Progress | None,
+def _transfer(url: str, part: Path, start: int, archive: Archive, *, progress: ProgressCallback | None,
               timeout: float) -> None:
     """Append to ``part`` from byte ``start`` (or rewrite it when the server ignores Range),
     never past ``archive.size`` bytes: a longer body is refused (:func:`_too_long`)."""
@@ -185,7 +187,9 @@ def _transfer(url: str, part: Path, start: int, archive: Archive, *, progress: P
         announced = response.headers.get("Content-Length")
         if announced and announced.strip().isdigit() and done + int(announced) > archive.size:
             raise _too_long(url, archive, f"announces {done + int(announced)} bytes,")
-        step, next_report = max(CHUNK, archive.size // 100), done
+        step, next_report = max(CHUNK, archive.size // 100), done + max(CHUNK, archive.size // 100)
+        if progress is not None:
+            progress(archive.name, done, archive.size)
         try:
             with open(part, "ab" if done else "wb") as out:
                 for chunk in _chunks(response, url, part, archive.size - done):

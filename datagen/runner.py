@@ -36,6 +36,7 @@ from .generators import get_generator
 from .lock import output_lock
 from .manifest import PRIMARY, Manifest
 from .plan import Plan, make_plan
+from .progress import Progress
 from .provenance import versions
 from .shard import (
     Companion,
@@ -174,32 +175,6 @@ def _built_shard(task: ShardTask) -> ShardMeta:
         raise RuntimeError(f"shard {task.path} is unusable right after it was built: {why}") from None
 
 
-class _Progress:
-    """A tqdm bar on a terminal; otherwise a log line every ~10 % of images."""
-
-    def __init__(self, total: int, log: Log, bar: bool | None):
-        self.total, self.done, self.log, self.t0, self.next_pct = total, 0, log, time.perf_counter(), 10
-        use_bar = sys.stderr.isatty() if bar is None else bar
-        self.bar = None
-        if use_bar:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, unit="img", desc="datagen build", file=sys.stderr, leave=False)
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        pct = 100 * self.done // max(self.total, 1)
-        if pct >= self.next_pct:
-            self.log(f"{pct:3d}% ({self.done}/{self.total} images, {time.perf_counter() - self.t0:.1f} s)")
-            self.next_pct = (pct // 10 + 1) * 10
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 #: Environment of local worker processes.  One thread per native library (one task per worker),
 #: and glibc kept from handing memory back between images: setting any trim threshold (Dask sets
 #: 64 KiB) disables the adaptive mmap threshold, so every array over 128 KiB was mmap'ed and
@@ -297,12 +272,16 @@ def connect(scheduler: str | None, workers: int | None):
     :class:`UserError`."""
     from distributed import Client, LocalCluster
 
+    from .registry import share_registrations
+
     if scheduler:
         check_scheduler(scheduler)
         try:
-            return Client(scheduler, timeout=f"{_CONNECT_TIMEOUT}s", set_as_default=False), None
+            client = Client(scheduler, timeout=f"{_CONNECT_TIMEOUT}s", set_as_default=False)
         except (OSError, TimeoutError, ValueError) as err:
             raise _scheduler_error(scheduler, f"cannot connect ({_first_line(err)})") from None
+        share_registrations(client)      # what a notebook registered in-process reaches the workers
+        return client, None
     workers = check_workers(workers)
     import dask
 
@@ -310,7 +289,9 @@ def connect(scheduler: str | None, workers: int | None):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,
                                preload=["datagen._worker_setup"])
-    return Client(cluster, set_as_default=False), cluster
+    client = Client(cluster, set_as_default=False)
+    share_registrations(client)
+    return client, cluster
 
 
 def _run_tasks(tasks: list[ShardTask], *, workers: int | None, scheduler: str | None, log: Log,
@@ -330,7 +311,7 @@ def _run_tasks(tasks: list[ShardTask], *, workers: int | None, scheduler: str | 
         if cluster is not None:
             cluster.close()
 
-    bar = _Progress(sum(len(t.images) for t in tasks), log, progress)
+    bar = Progress(sum(len(t.images) for t in tasks), log=log, unit="images", desc="build", bar=progress)
     try:
         futures = [client.submit(run_shard, t, key=f"datagen-shard-{t.layout_id}-{t.index:05d}", pure=False) for t in tasks]
         for k, fut in enumerate(as_completed(futures, loop=client.loop), start=1):
@@ -479,7 +460,8 @@ def _finalize(plan: Plan, workdir: Path, out: Path, metas: dict[int, ShardMeta])
         "generator_version": cls.VERSION,
         "manifest": {"name": m.name, "description": m.description, **m.content(),
                      "output": m.output.model_dump(mode="json", exclude={"path"}), "limit": plan.limit},
-        "fields": {k: {"dtype": f.dtype, "shape": list(f.shape), "doc": f.doc} for k, f in gen.fields().items()}
+        "fields": {k: {"dtype": f.dtype, "shape": list(f.shape), "doc": f.doc} | ({"units": f.units} if f.units else {})
+                   for k, f in gen.fields().items()}
                   | {"source": {"dtype": "int32", "shape": [], "doc": "row of /sources"}},
         "classes": classes,
         "counts": counts,

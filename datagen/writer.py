@@ -13,6 +13,10 @@
   of a ``/<split>/<field>`` dataset is the SHA-256 of the SHA-256 digests of each source
   image's rows (that split's images in index order, as ``/sources`` lists them).  Workers
   hash their images in parallel; the result does not depend on the shard layout.
+* Every group and dataset of the corpus carries a ``doc`` attribute (a field's ``doc`` from its
+  generator's :class:`~datagen.generators.base.Field`, ``units`` where the field states them,
+  ``dtype``, and what its rows are), so that ``h5ls -v`` and HDFView explain the file.  Neither
+  hash covers these attributes: they describe the layout and never change a sample.
 """
 from __future__ import annotations
 
@@ -253,6 +257,28 @@ def dataset_digests(f: h5py.File) -> dict[str, str]:
     return out
 
 
+#: ``doc`` of the ``/sources`` columns every corpus has; the others are per-image statistics of the
+#: generator (the second value of its ``make``).
+SOURCE_COLUMN_DOCS = {
+    "key": "source image key, SOURCE:IMAGE (e.g. builtin:coffee)",
+    "split": "the split of the image's samples: train, val or test",
+    "sha256": "SHA-256 of the source image file (of image and mask together for a pair)",
+    "samples": "number of samples made from the image; its rows are consecutive in /<split>/*",
+    "role": "primary (makes samples) or a companion's role (used by other images' samples)",
+}
+
+
+def _describe_field(ds: h5py.Dataset, split: str, field: str, info: dict) -> None:
+    """The attributes of ``/<split>/<field>``: ``doc`` and ``units`` from the field's declaration
+    (``info``: the ``fields`` root attribute's entry), ``dtype`` and ``rows``."""
+    ds.attrs["doc"] = info.get("doc") or field
+    if info.get("units"):
+        ds.attrs["units"] = info["units"]
+    ds.attrs["dtype"] = np.dtype(ds.dtype).name
+    ds.attrs["rows"] = (f"one per sample of the {split} split, in /sources order; /{split}/source[i] is "
+                        "sample i's row of /sources")
+
+
 def _contiguous_dataset(group: h5py.Group, name: str, shape: tuple[int, ...], dtype) -> h5py.Dataset:
     """A contiguous dataset whose file space is allocated now and never filled, so that its
     raw bytes can be written at ``get_offset()`` once the file is closed."""
@@ -320,10 +346,13 @@ def consolidate(out: Path, shards: list[tuple[Path, str, int]], fields: dict[str
     raw = compression == "none"
     field_digests: dict[str, str] = {}
     after_close: list = []
+    declared = attrs.get("fields") or {}
     with atomic_h5(out, after_close=after_close) as f:
         datasets = {}
         for split in SPLITS:
             grp = f.create_group(split)
+            grp.attrs["doc"] = (f"the {split} split: one dataset per field, row i of each is sample i "
+                                f"({totals[split]} samples)")
             for field in sorted(fields):
                 dtype, shape = fields[field]
                 full = (totals[split], *shape)
@@ -336,6 +365,7 @@ def consolidate(out: Path, shards: list[tuple[Path, str, int]], fields: dict[str
                     chunk = (1, *chunks[field]) if chunks and field in chunks else (rows, *shape)
                     datasets[split, field] = grp.create_dataset(field, shape=full, dtype=dtype, chunks=chunk,
                                                                 compression=compression)
+                _describe_field(datasets[split, field], split, field, declared.get(field, {}))
                 field_digests[_field_header(split, field, np.dtype(dtype), full)] = _combine(
                     [digests[i][field] for i, row in enumerate(sources) if row["split"] == split])
         copies = []
@@ -358,14 +388,17 @@ def consolidate(out: Path, shards: list[tuple[Path, str, int]], fields: dict[str
         after_close.append(lambda tmp: _copy_ranges(copies, tmp))
         after_close.append(lambda tmp: pause_point("consolidate-copied"))
         src = f.create_group("sources")
+        src.attrs["doc"] = "the source images, one row per image in index order; one dataset per column"
         for col in sources[0] if sources else ("key",):
             values = [row[col] for row in sources]
             if values and isinstance(values[0], str):
-                src.create_dataset(col, data=np.array(values, dtype=h5py.string_dtype()))
+                ds = src.create_dataset(col, data=np.array(values, dtype=h5py.string_dtype()))
             elif any(isinstance(v, float) for v in values):
-                src.create_dataset(col, data=np.asarray(values, dtype=np.float64))
+                ds = src.create_dataset(col, data=np.asarray(values, dtype=np.float64))
             else:
-                src.create_dataset(col, data=np.asarray(values, dtype=np.int64))
+                ds = src.create_dataset(col, data=np.asarray(values, dtype=np.int64))
+            ds.attrs["doc"] = SOURCE_COLUMN_DOCS.get(col, f"per-image statistic of the {attrs.get('generator', '')} "
+                                                          "generator")
         digest = content_sha256(field_digests, [row["key"] for row in sources])
         for k, v in attrs.items():
             f.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v, sort_keys=True)

@@ -5,16 +5,17 @@ same ``"module:Class"`` form, or, without installing anything, through the envir
 ``DEFOCUSBENCH_METHODS="name=module:Class,..."`` (inherited by local Dask workers; it may also
 replace a built-in name, e.g. to test a patched version).  ``list_methods("zhuo*")`` filters by glob.
 
-Every name, whatever registered it, matches :data:`NAME_PATTERN`: names become file names
-(previews), HTML anchors, plot labels and the ``METHOD`` of ``--set METHOD.KEY=VALUE``.  A name
+In a notebook, ``register_method(MyMethod)`` registers a class under its ``NAME`` for this process
+(and, through :func:`datagen.registry.share_registrations`, its Dask workers); a name already taken
+is a one-line error.
+
+Every name, whatever registered it, matches :data:`datagen.registry.NAME_PATTERN`: names become file
+names (previews), HTML anchors, plot labels and the ``METHOD`` of ``--set METHOD.KEY=VALUE``.  A name
 that does not is a one-line :class:`~datagen.errors.UserError` as soon as the registry is read.
 """
 from __future__ import annotations
 
-import re
-
-from datagen.errors import UserError
-from datagen.registry import Registry
+from datagen.registry import NAME_PATTERN, Registry  # noqa: F401 - NAME_PATTERN: the names' rule, for callers
 
 from .base import Method
 
@@ -35,21 +36,7 @@ _BUILTIN = {
     "kf_layered": "methods.classical.kf_deconv:KFLayered",
 }
 
-#: What a method name may be: a letter, then letters, digits, ``_`` or ``-``; at most 64 characters.
-NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-
-
-class _MethodRegistry(Registry):
-    def table(self) -> dict[str, str]:
-        table = super().table()
-        for name, target in table.items():
-            if not NAME_PATTERN.fullmatch(name):
-                raise UserError(f"method name {name!r} (-> {target}, from {self.env_var} or a {self.group} entry point) "
-                                "is invalid: use a letter, then letters, digits, _ or -, at most 64 characters")
-        return table
-
-
-_REGISTRY = _MethodRegistry("method", _BUILTIN, group="defocusbench.methods", env_var="DEFOCUSBENCH_METHODS")
+_REGISTRY = Registry("method", _BUILTIN, group="defocusbench.methods", env_var="DEFOCUSBENCH_METHODS", base=Method)
 
 
 def list_methods(pattern: str | None = None) -> list[str]:
@@ -72,3 +59,11 @@ def create_method(name: str, params: dict | None = None, *, device: str = "cpu",
     """A ready-to-use method instance: ``create_method("local_std", {"window": 16})``."""
     cls = get_method(name)
     return cls(cls.Params.model_validate(params or {}), device=device, weights=weights)
+
+
+def register_method(cls: type[Method], *, replace: bool = False) -> type[Method]:
+    """Register method class ``cls`` under ``cls.NAME`` in this process (a notebook): it then works
+    wherever a built-in does (``create_method``, ``bench.harness.run(methods=...)``, ``list_methods``).
+    Returns ``cls`` (usable as a decorator).  A taken name is a one-line :class:`~datagen.errors.UserError`
+    unless ``replace=True``."""
+    return _REGISTRY.register(cls, replace=replace)

@@ -21,7 +21,8 @@ uninterrupted run.  (CPU float reductions may depend on the number of threads; t
 Memory: the fields read are loaded into memory once (gauss20: 1 KiB per sample, i.e. ~1.1 GB for the
 1.07 M training samples of ``coco_imagenet_gauss20``); random batches then cost nothing to read.
 
-Imports: torch, numpy, h5py and datagen.atomic (stdlib only) (what a bare GPU machine needs); validation of the user's input
+Imports: torch, numpy, h5py, datagen.atomic and datagen.progress (stdlib only; tqdm when it draws a bar)
+(what a bare GPU machine needs); validation of the user's input
 (method, corpus, ``--out``) is the caller's job (``bench.train``), except what needs the checkpoint:
 :func:`check_out`.
 """
@@ -40,6 +41,7 @@ import torch
 
 from datagen.atomic import atomic_write_bytes
 from datagen.filehash import file_sha256
+from datagen.progress import Progress
 
 from .recipes import Recipe
 from .training_data import adapter, load_split
@@ -219,17 +221,6 @@ def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def progress_bar(*, epoch: int, epochs: int, done: int, total: int, loss: float, acc: float, rate: float,
-                 width: int = 24, metric: str = "acc") -> str:
-    """One terminal line of training progress (redrawn in place): epoch, bar, %, loss, the running
-    ``metric`` (``acc``: accuracy), samples/s and the epoch's ETA."""
-    frac = min(max(done / max(total, 1), 0.0), 1.0)
-    fill = round(frac * width)
-    eta = (total - done) / max(rate, 1e-9)
-    return (f"epoch {epoch}/{epochs} [{'#' * fill}{'.' * (width - fill)}] {100 * frac:3.0f}% loss {loss:.4f} "
-            f"{metric} {acc:.4f} {rate:.0f} samples/s eta {int(eta) // 60}:{int(eta) % 60:02d}")
-
-
 def load_init(path: str | os.PathLike) -> tuple[dict, str]:
     """``(state dict, sha256)`` of the init weights of a staged recipe (``torch.load(weights_only=True)``;
     a checkpoint's ``"model"`` / ``"state_dict"`` is unwrapped).  Raises :class:`TrainingInputError`
@@ -252,7 +243,7 @@ def train(recipe: Recipe, corpus: str | os.PathLike, *, out: str | os.PathLike, 
           device: str = "cpu", resume: bool = False, seed: int = 0, overrides: dict | None = None,
           extra_card: dict | None = None, threads: int | None = None, stop_after: int | None = None,
           test_corpus: str | os.PathLike | None = None, init: str | os.PathLike | None = None,
-          log=_progress) -> dict | None:
+          log=_progress, progress: bool | None = None) -> dict | None:
     """Train ``recipe`` on ``corpus`` into ``out`` (see the module docstring); returns the model card.
 
     The caller has checked the corpus (generator, splits) and made ``out``; it should hold
@@ -263,6 +254,8 @@ def train(recipe: Recipe, corpus: str | os.PathLike, *, out: str | os.PathLike, 
     ``test_corpus``: take the test metrics of the card from the ``test`` split of this corpus (one never
     used in training, e.g. gauss20 of the DIV2K validation images) instead of ``corpus``'s own.
     ``init``: the earlier stage's weights, for a recipe with ``init`` (required then, refused otherwise).
+    ``progress``: each epoch's progress (:class:`datagen.progress.Progress`: loss, running metric,
+    samples/s, ETA) as a bar (True), lines to ``log`` every ~10 % (False) or a bar on a terminal (None).
     """
     t_start = time.perf_counter()
     out = Path(out)
@@ -285,14 +278,15 @@ def train(recipe: Recipe, corpus: str | os.PathLike, *, out: str | os.PathLike, 
     try:
         init_card = {"init": {"path": str(Path(init).absolute()), "sha256": init_sha}} if init is not None else {}
         return _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed,
-                      {**(extra_card or {}), **init_card}, log, t_start, stop_after, test_corpus, init_state)
+                      {**(extra_card or {}), **init_card}, log, t_start, stop_after, test_corpus, init_state,
+                      progress)
     finally:
         torch.use_deterministic_algorithms(prev_det)
         torch.set_num_threads(prev_threads)
 
 
 def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed, extra_card, log, t_start, stop_after,
-           test_corpus, init_state):
+           test_corpus, init_state, progress):
     torch.manual_seed(seed)
     data_cls = adapter(recipe)
     metric = data_cls.METRICS[0]                  # selects the best epoch (higher is better)
@@ -319,7 +313,6 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
         log(f"resuming {recipe.method} at epoch {start + 1}/{hp['epochs']} from {out / CHECKPOINT}")
 
     bs = int(hp["batch_size"])
-    bar = log is _progress and sys.stderr.isatty()      # a redrawn bar on a terminal, else ~10 % lines
     n_per_epoch = n_train if hp["train_samples"] is None else min(int(hp["train_samples"]), n_train)
     steps_per_epoch = (n_per_epoch + bs - 1) // bs
     end = int(hp["epochs"]) if stop_after is None else min(int(hp["epochs"]), start + int(stop_after))
@@ -328,36 +321,27 @@ def _train(recipe, corpus, out, dev, profile, hp, fingerprint, ident, ckpt, seed
         order = epoch_order(n_train, hp["train_samples"], seed=seed, epoch=epoch)
         n_ep = len(order)
         n_batches = (n_ep + bs - 1) // bs
-        every = max(1, n_batches // 10)
-        bar_every = max(1, n_batches // 200)
         model.train()
         loss_sum, score_sum, seen = 0.0, 0.0, 0
-        for b in range(n_batches):
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(hp, step=epoch * steps_per_epoch + b,
-                                            total=int(hp["epochs"]) * steps_per_epoch, steps_per_epoch=steps_per_epoch)
-            x, y = train_data.batch(order[b * bs:(b + 1) * bs], train=True, seed=seed, epoch=epoch, step=b)
-            out_b = forward(model, x)
-            loss = recipe.loss(out_b, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach()) * len(y)
-            score_sum += train_data.measure(out_b.detach(), y)[metric]
-            seen += len(y)
-            if bar and ((b + 1) % bar_every == 0 or b + 1 == n_batches):
-                rate = seen / max(time.perf_counter() - t0, 1e-9)
-                sys.stderr.write("\r" + progress_bar(epoch=epoch + 1, epochs=int(hp["epochs"]), done=seen, total=n_ep,
-                                                      loss=loss_sum / seen, acc=score_sum / seen, rate=rate,
-                                                      metric=metric))
-                sys.stderr.write("\n" if b + 1 == n_batches else "")
-                sys.stderr.flush()
-            elif not bar and ((b + 1) % every == 0 or b + 1 == n_batches):
-                dt = time.perf_counter() - t0
-                rate = seen / max(dt, 1e-9)
-                eta = (n_ep - seen) / max(rate, 1e-9)
-                log(f"epoch {epoch + 1}/{hp['epochs']} {100 * seen / n_ep:3.0f}% loss {loss_sum / seen:.4f} "
-                    f"{metric} {score_sum / seen:.4f} {rate:.0f} samples/s eta {eta:.0f}s")
+        bar = Progress(n_ep, log=log, unit="samples", desc=f"epoch {epoch + 1}/{hp['epochs']}", bar=progress)
+        try:
+            for b in range(n_batches):
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(hp, step=epoch * steps_per_epoch + b,
+                                                total=int(hp["epochs"]) * steps_per_epoch,
+                                                steps_per_epoch=steps_per_epoch)
+                x, y = train_data.batch(order[b * bs:(b + 1) * bs], train=True, seed=seed, epoch=epoch, step=b)
+                out_b = forward(model, x)
+                loss = recipe.loss(out_b, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += float(loss.detach()) * len(y)
+                score_sum += train_data.measure(out_b.detach(), y)[metric]
+                seen += len(y)
+                bar.update(len(y), note=f"loss {loss_sum / seen:.4f} {metric} {score_sum / seen:.4f}")
+        finally:
+            bar.close()
         train_s = time.perf_counter() - t0
         v = evaluate(model, recipe, val)
         entry = {"epoch": epoch + 1, "train_loss": loss_sum / seen, f"train_{metric}": score_sum / seen,

@@ -50,6 +50,10 @@ FLAGS = [
 BROKEN_IMAGES_JS = ("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)"
                     ".map(i => i.alt || i.getAttribute('src').slice(0, 80))")
 
+# the page box (CSS px, from the top of the document) of the first element matching a selector, or null
+CLIP_JS = ("(() => { const e = document.querySelector(%s); if (!e) return null; const r = e.getBoundingClientRect();"
+           " return {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}; })()")
+
 
 class ChromiumError(RuntimeError):
     """Chromium could not be started or driven."""
@@ -288,13 +292,14 @@ def _wait_for_port(profile: Path, proc: subprocess.Popen, deadline: float) -> st
 
 
 def render_in_chromium(html_path, *, screenshot=None, timeout: float = 60, width: int = 1280,
-                       height: int = 900, settle: float = 0.5) -> dict:
+                       height: int = 900, settle: float = 0.5, clip: str | None = None) -> dict:
     """Open ``html_path`` in headless Chromium.
 
     Returns ``{"console_errors": [str, ...], "text": <document.body.innerText>,
     "requests": [URLs other than the page itself and data: URIs],
     "broken_images": [alt text or src of <img> not decoded after load]}``. With ``screenshot`` (a path)
-    a full-page PNG is written there. Skips the calling test when Chromium is missing; raises
+    a full-page PNG is written there, or with ``clip`` (a CSS selector) the box of the first element it
+    matches (``ChromiumError`` when none does). Skips the calling test when Chromium is missing; raises
     ``TimeoutError`` after ``timeout`` seconds and ``ChromiumError`` when the browser misbehaves.
     """
     exe = require_chromium()
@@ -332,11 +337,16 @@ def render_in_chromium(html_path, *, screenshot=None, timeout: float = 60, width
             broken = broken["result"].get("value") or []
             if screenshot is not None:
                 size = cdp.call("Page.getLayoutMetrics").get("cssContentSize") or {}
-                full_w = max(width, int(size.get("width", width)))
-                full_h = max(1, min(int(size.get("height", height)), 16000))
-                shot = cdp.call("Page.captureScreenshot", {
-                    "format": "png", "captureBeyondViewport": True,
-                    "clip": {"x": 0, "y": 0, "width": full_w, "height": full_h, "scale": 1}})
+                box = {"x": 0, "y": 0, "width": max(width, int(size.get("width", width))),
+                       "height": max(1, min(int(size.get("height", height)), 16000))}
+                if clip is not None:
+                    found = cdp.call("Runtime.evaluate", {"expression": CLIP_JS % json.dumps(clip),
+                                                          "returnByValue": True})["result"].get("value")
+                    if not found:
+                        raise ChromiumError(f"no element matches {clip!r}")
+                    box = {k: found[k] for k in ("x", "y", "width", "height")}
+                shot = cdp.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                           "clip": dict(box, scale=1)})
                 Path(screenshot).write_bytes(base64.b64decode(shot["data"]))
             cdp.drain(0.05)
             events = list(cdp.events)

@@ -82,7 +82,7 @@ MANIFEST_CASES = [
 def _check_one_line_error(rc: int, err: str, expect: str) -> None:
     assert rc == 2, err
     # progress lines may precede the error (a build that fails in a worker); nothing else may
-    lines = [ln for ln in err.strip().splitlines() if not re.fullmatch(r"datagen: +\d+% \(.*\)", ln)]
+    lines = [ln for ln in err.strip().splitlines() if not re.fullmatch(r"datagen: build +\d+% \(.*\)", ln)]
     assert len(lines) == 1, f"expected one line, got:\n{err}"
     assert "Traceback" not in err
     assert expect in lines[0], lines[0]

@@ -1,5 +1,6 @@
-"""bench.compare: marks, the paired bootstrap, status transitions and bad input, on tiny run
-directories written here with pandas in the store's schema (run.json, summary.parquet, samples.parquet)."""
+"""bench.compare: marks, the paired tests, status transitions and bad input, on tiny run directories
+written here with pandas in the store's schema (run.json, summary.parquet, samples.parquet).  The statistics
+themselves (null rates, power, the rule) are measured in tests/test_compare_stats.py."""
 from __future__ import annotations
 
 import copy
@@ -15,13 +16,13 @@ from bench.compare import (
     compare_runs,
     format_table,
     has_regression,
-    paired_bootstrap,
+    nothing_comparable,
     rows_to_json,
 )
 from datagen.errors import UserError
 
-N = 40
-KEYS = [f"img{i:03d}" for i in range(N)]
+N = 40                                  # the Monte Carlo sign-flip test decides at this n
+KEYS = [f"img{i:03d}" for i in range(200)]
 
 META = {
     "format": "defocusbench-run",
@@ -83,7 +84,8 @@ def test_identical_runs_are_unchanged(tmp_path):
     rows = compare_runs(a, b)
     assert [(r.method, r.dataset, r.metric) for r in rows] == sorted([ZR, NR, ZP])
     assert all(r.mark == "unchanged" for r in rows)
-    assert all(r.delta == 0 and r.ci_low == 0 and r.ci_high == 0 and r.n_pairs == N for r in rows)
+    assert all(r.delta == 0 and r.p_value == 1.0 and r.ci_low is None and r.n_pairs == N for r in rows)
+    assert {r.test for r in rows} == {"sign-flip monte carlo"}
     assert not has_regression(rows)
 
 
@@ -94,11 +96,11 @@ def test_clear_degradation_is_worse_in_both_directions(tmp_path):
     cur[ZR] = vals[ZR] + 0.05 + 0.01 * rng.standard_normal(N)      # lower is better: up = worse
     cur[ZP] = vals[ZP] - 1.0 + 0.1 * rng.standard_normal(N)        # higher is better: down = worse
     rows = by_key(compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur)))
-    assert rows[ZR].mark == "worse" and rows[ZR].delta > 0 and rows[ZR].ci_low > 0
-    assert rows[ZP].mark == "worse" and rows[ZP].delta < 0 and rows[ZP].ci_high < 0
+    assert rows[ZR].mark == "worse" and rows[ZR].delta > 0 and rows[ZR].p_value <= 0.001
+    assert rows[ZP].mark == "worse" and rows[ZP].delta < 0 and rows[ZP].p_value <= 0.001
     assert rows[NR].mark == "unchanged"
     assert rows[ZR].higher_is_better is False and rows[ZP].higher_is_better is True
-    assert "CI excludes 0" in rows[ZR].reason
+    assert "sign-flip test (4999 patterns) p=" in rows[ZR].reason and "> threshold 0.005" in rows[ZR].reason
     assert has_regression(list(rows.values()))
 
 
@@ -117,7 +119,7 @@ def test_significant_but_below_threshold_is_unchanged(tmp_path):
     cur = dict(vals)
     cur[ZR] = vals[ZR] + 0.001     # every image worse, but below the 0.005 px threshold
     row = by_key(compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur)))[ZR]
-    assert row.ci_low > 0                          # the bootstrap alone would flag it
+    assert row.p_value <= 0.001                    # the test alone would flag it
     assert row.mark == "unchanged"
     assert "threshold" in row.reason
 
@@ -129,8 +131,8 @@ def test_noise_only_change_is_unchanged(tmp_path):
     cur[ZR] = vals[ZR] + noise
     row = by_key(compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur)))[ZR]
     assert abs(row.delta) > 0.005
-    assert row.ci_low < 0 < row.ci_high
-    assert row.mark == "unchanged" and "includes 0" in row.reason
+    assert row.p_value > 0.05
+    assert row.mark == "unchanged" and "> 0.05 (n=40)" in row.reason
 
 
 @pytest.mark.parametrize("change, words", [
@@ -149,7 +151,7 @@ def test_changed_configuration_is_not_comparable(tmp_path, change, words):
     rows = by_key(compare_runs(write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur, meta=meta)))
     assert rows[ZR].mark == "not comparable"
     assert words in rows[ZR].reason
-    assert rows[ZR].ci_low is None
+    assert rows[ZR].ci_low is None and rows[ZR].p_value is None and rows[ZR].test == ""
     assert not has_regression(list(rows.values()))
 
 
@@ -256,19 +258,49 @@ def test_unrelated_runs_are_nothing_comparable_exit_4(tmp_path):
     # a regression still wins
     assert run_bench("compare", a, write_run(tmp_path / "e", {ZR: vals[ZR] + 1.0})).returncode == 1
 
-    from bench.compare import nothing_comparable
     assert {r.mark for r in compare_runs(a, b)} == {"new", "missing"} and nothing_comparable(compare_runs(a, b))
     assert "differ in dataset, method or metric" in nothing_comparable(compare_runs(a, c))
     assert nothing_comparable(compare_runs(a, write_run(tmp_path / "d", {ZR: vals[ZR], ZP: vals[ZP]}))) is None
 
 
-def test_single_sample_falls_back_to_threshold_rule(tmp_path):
-    base = {ZR: [0.20]}
+@pytest.mark.parametrize("n", [1, 2, 4, 5])
+def test_too_few_samples_to_decide(tmp_path, n):
+    """Below 6 pairs no exact test reaches p <= 0.05: a large change is "too few samples", never a mark."""
+    base = {ZR: np.linspace(0.2, 0.3, n)}
     a = write_run(tmp_path / "a", base)
-    row = compare_runs(a, write_run(tmp_path / "b", {ZR: [0.30]}))[0]
-    assert row.mark == "worse" and row.ci_low is None and "threshold rule only" in row.reason
-    row = compare_runs(a, write_run(tmp_path / "c", {ZR: [0.203]}))[0]
-    assert row.mark == "unchanged" and "threshold rule only" in row.reason
+    row = compare_runs(a, write_run(tmp_path / "b", {ZR: base[ZR] + 0.1}))[0]   # every sample 20x the threshold
+    assert row.mark == "too few samples" and row.symbol == "?" and row.n_pairs == n
+    assert row.reason.startswith(f"too few samples to decide: {n} paired sample(s)") and "n >= 6" in row.reason
+    assert row.p_value is None and row.ci_low is None and row.test == "too few samples"
+    rows = [row]
+    assert not has_regression(rows) and nothing_comparable(rows) is None
+    assert format_table(rows).splitlines()[1].startswith("?") and "1 too few samples" in format_table(rows)
+    # a change within the threshold is unchanged whatever a test would say
+    row = compare_runs(a, write_run(tmp_path / "c", {ZR: base[ZR] + 0.003}))[0]
+    assert row.mark == "unchanged" and "too few samples for a test" in row.reason
+
+
+def test_six_samples_are_enough_for_the_exact_test(tmp_path):
+    base = {ZR: np.linspace(0.2, 0.3, 6)}
+    row = compare_runs(write_run(tmp_path / "a", base), write_run(tmp_path / "b", {ZR: base[ZR] + 0.1}))[0]
+    assert row.mark == "worse" and row.test == "sign-flip exact"
+    assert row.p_value == pytest.approx(2 / 2 ** 6)      # every sign worse: the smallest two-sided p
+    assert "exact sign-flip test p=0.03125 <= 0.05 (n=6)" in row.reason
+
+
+def test_large_n_adds_a_bca_interval(tmp_path):
+    """From 100 pairs on a row also describes the change by a BCa interval; the sign-flip test still decides."""
+    n = 150
+    rng = np.random.default_rng(4)
+    base = {ZR: 0.2 + 0.05 * rng.random(n)}
+    a = write_run(tmp_path / "a", base)
+    worse = compare_runs(a, write_run(tmp_path / "b", {ZR: base[ZR] + 0.01 + 0.02 * rng.standard_normal(n)}))[0]
+    assert worse.mark == "worse" and worse.test == "sign-flip monte carlo" and worse.p_value <= 0.001
+    assert 0 < worse.ci_low < worse.delta < worse.ci_high
+    same = compare_runs(a, write_run(tmp_path / "c", base))[0]
+    assert same.mark == "unchanged" and (same.ci_low, same.ci_high) == (0.0, 0.0) and same.p_value == 1.0
+    fewer = compare_runs(write_run(tmp_path / "d", {ZR: base[ZR][:99]}), write_run(tmp_path / "e", {ZR: base[ZR][:99]}))
+    assert fewer[0].ci_low is None and fewer[0].p_value == 1.0
 
 
 def test_missing_samples_file_falls_back_and_says_so(tmp_path):
@@ -280,34 +312,36 @@ def test_missing_samples_file_falls_back_and_says_so(tmp_path):
     assert "threshold rule only" in rows[ZP].reason and "no samples.parquet" in rows[ZP].reason
 
 
-def test_bootstrap_is_deterministic(tmp_path):
+def test_randomness_is_seeded_per_row(tmp_path):
     vals = base_values()
     rng = np.random.default_rng(3)
     cur = {k: v + 0.01 * rng.standard_normal(N) for k, v in vals.items()}
     a, b = write_run(tmp_path / "a", vals), write_run(tmp_path / "b", cur)
-    one = [(r.ci_low, r.ci_high) for r in compare_runs(a, b, seed=5)]
-    two = [(r.ci_low, r.ci_high) for r in compare_runs(a, b, seed=5)]
-    other = [(r.ci_low, r.ci_high) for r in compare_runs(a, b, seed=6)]
+    one = [r.p_value for r in compare_runs(a, b, seed=5)]
+    two = [r.p_value for r in compare_runs(a, b, seed=5)]
+    other = [r.p_value for r in compare_runs(a, b, seed=6)]
     assert one == two
-    assert one != other
-    # a row's interval does not depend on which other rows exist
+    assert one != other                            # Monte Carlo sign patterns at n = 40
+    # a row's result does not depend on which other rows exist
     only = write_run(tmp_path / "c", {ZR: vals[ZR]})
     only_cur = write_run(tmp_path / "d", {ZR: cur[ZR]})
     alone = compare_runs(only, only_cur, seed=5)[0]
     together = by_key(compare_runs(a, b, seed=5))[ZR]
-    assert (alone.ci_low, alone.ci_high) == (together.ci_low, together.ci_high)
+    assert alone.p_value == together.p_value
 
 
-def test_paired_bootstrap_function():
-    d = np.linspace(-1, 1, 21) + 0.5
-    lo, hi = paired_bootstrap(d, n_boot=4000, confidence=0.9, rng=0)
-    assert lo < 0.5 < hi
-    assert (lo, hi) == paired_bootstrap(d, n_boot=4000, confidence=0.9, rng=0)
-    assert paired_bootstrap(np.full(5, 0.2), rng=1) == pytest.approx((0.2, 0.2))
-    with pytest.raises(ValueError):
-        paired_bootstrap([], rng=0)
-    with pytest.raises(ValueError):
-        paired_bootstrap([1.0, 2.0], confidence=1.5)
+def test_unpaired_and_nan_samples_are_left_out_and_said(tmp_path):
+    vals = base_values()
+    cur = dict(vals)
+    cur[ZR] = vals[ZR] + 0.05
+    b = write_run(tmp_path / "b", cur)
+    df = pd.read_parquet(b / "samples.parquet")
+    zr = df.index[(df.method == "zhuo") & (df.dataset == "rtf") & (df.metric == "mae_radius")]
+    df.loc[zr[:2], "value"] = np.nan                       # two values lost, one key dropped
+    df.drop(index=zr[2:3]).to_parquet(b / "samples.parquet", index=False)
+    rows = by_key(compare_runs(write_run(tmp_path / "a", vals), b))
+    assert rows[ZR].mark == "worse"
+    assert rows[ZR].n_pairs == N - 3 and f"paired on {N - 3} of {N} sample keys" in rows[ZR].reason
 
 
 def test_sample_order_does_not_matter(tmp_path):
@@ -318,7 +352,7 @@ def test_sample_order_does_not_matter(tmp_path):
     df = pd.read_parquet(b / "samples.parquet")
     df.sample(frac=1.0, random_state=0).to_parquet(b / "samples.parquet", index=False)
     c = write_run(tmp_path / "c", cur)
-    assert [(r.ci_low, r.ci_high) for r in compare_runs(a, b)] == [(r.ci_low, r.ci_high) for r in compare_runs(a, c)]
+    assert [r.p_value for r in compare_runs(a, b)] == [r.p_value for r in compare_runs(a, c)]
 
 
 def test_bad_input_is_a_one_line_user_error(tmp_path):
@@ -343,6 +377,10 @@ def test_bad_input_is_a_one_line_user_error(tmp_path):
         compare_runs(good, no_summary)
     with pytest.raises(UserError, match="confidence"):
         compare_runs(good, good, confidence=95)
+    with pytest.raises(UserError, match="n_permutations must be a whole number >= 39"):
+        compare_runs(good, good, n_permutations=10)
+    with pytest.raises(UserError, match="n_boot"):
+        compare_runs(good, good, n_boot=0)
 
 
 def test_format_table_and_json(tmp_path):
@@ -360,5 +398,7 @@ def test_format_table_and_json(tmp_path):
     json.dumps(js, allow_nan=False)
     assert {d["mark"] for d in js} == {"worse", "newly failing", "unchanged"}
     assert {d["symbol"] for d in js} == {"+", "!", " "}
-    assert set(MARK_SYMBOLS) == {"worse", "better", "unchanged", "not comparable", "newly failing", "fixed", "new",
-                                 "missing"}
+    assert all(0 <= d["p_value"] <= 1 and d["test"] == "sign-flip monte carlo" for d in js
+               if d["mark"] != "newly failing")
+    assert set(MARK_SYMBOLS) == {"worse", "better", "unchanged", "too few samples", "not comparable", "newly failing",
+                                 "fixed", "new", "missing"}

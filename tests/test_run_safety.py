@@ -417,7 +417,7 @@ def test_report_renders_a_run_json_of_the_wrong_types_with_warnings(tmp_path):
     meta.update(methods=5, status=[], datasets={"synth_detection": "x"})
     (run / "run.json").write_text(json.dumps(meta))
     html = render_report(run)
-    assert "field &#x27;methods&#x27; must be an object" in html and "local_std" in html
+    assert "field &#39;methods&#39; must be an object" in html and "local_std" in html
 
 
 @pytest.mark.parametrize("case", ["folder", "under_a_file", "read_only"])

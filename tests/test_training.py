@@ -307,12 +307,6 @@ def test_test_corpus_gives_the_card_its_test_metrics(corpus, tmp_path):
     assert card["test"]["corpus"]["path"] == str(other.absolute()) and len(card["history"]) == 1
 
 
-def test_progress_bar_line():
-    line = training.progress_bar(epoch=2, epochs=8, done=48_000, total=96_000, loss=1.23456, acc=0.5, rate=400.0,
-                                 width=10)
-    assert line == "epoch 2/8 [#####.....]  50% loss 1.2346 acc 0.5000 400 samples/s eta 2:00"
-
-
 def test_a_terminal_gets_a_redrawn_bar_and_a_pipe_gets_lines(corpus, tmp_path):
     import pty
     import threading
@@ -340,7 +334,7 @@ def test_a_terminal_gets_a_redrawn_bar_and_a_pipe_gets_lines(corpus, tmp_path):
     os.close(master)
     text = b"".join(chunks).decode(errors="replace")
     assert done.returncode == 0, text
-    assert "\r" in text and "epoch 1/1 [" in text and "samples/s eta" in text
+    assert "\r" in text and "epoch 1/1:" in text and "samples/s" in text     # a tqdm bar (datagen.progress)
     piped = subprocess.run([*cmd, "--out", str(tmp_path / "pipe")], capture_output=True, text=True, timeout=300,
                            check=False)
     assert piped.returncode == 0 and "\r" not in piped.stderr and "epoch 1/1 100% loss" in piped.stderr

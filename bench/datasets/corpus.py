@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -94,7 +95,7 @@ class SVPSF39Split(Dataset):
     TARGETS = ("sharp", "radius_map", "sigma_map", "dt_radius_map", "matting_radius_map")
     DESCRIPTION = "a split of an svpsf39 corpus built by datagen: spatially varying disk blur, sharp reference, radius map"
     MAP_SCALE = float(SVPSF39_MAP_SCALE)     # stored maps are quarter pixels
-    _STORED = {"dt_radius_map": "dt", "matting_radius_map": "matting"}   # optional targets -> corpus field
+    _STORED: ClassVar[dict[str, str]] = {"dt_radius_map": "dt", "matting_radius_map": "matting"}  # target -> field
 
     def __init__(self, root: str | Path, *, split: str = "test", per_image: int | None = None):
         self.path = str(Path(root).absolute())

@@ -2,7 +2,8 @@
 
 ``list_metrics("mae*")`` filters by glob; ``create_metric(name, **options)`` returns an
 instance; ``get_metric(name).spec`` is the metadata (direction, unit, version, conventions).
-Third-party metrics register through the ``defocusbench.metrics`` entry-point group.
+Third-party metrics register through the ``defocusbench.metrics`` entry-point group, or, in a
+notebook, with ``register_metric(MyMetric)`` (under ``MyMetric.spec.name``, for this process).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datagen.registry import Registry
 from .base import Metric, MetricResult, MetricSpec, PredInfo
 
 __all__ = ["Metric", "MetricResult", "MetricSpec", "PredInfo", "create_metric", "get_metric", "list_metrics",
-           "select_metrics"]
+           "register_metric", "select_metrics"]
 
 _BUILTIN = {
     # defocus maps vs ground-truth radius maps (RTF)
@@ -37,7 +38,7 @@ _BUILTIN = {
 }
 
 
-_REGISTRY = Registry("metric", _BUILTIN, group="defocusbench.metrics")
+_REGISTRY = Registry("metric", _BUILTIN, group="defocusbench.metrics", base=Metric, name_attr="spec.name")
 
 
 def list_metrics(pattern: str | None = None) -> list[str]:
@@ -56,3 +57,10 @@ def get_metric(name: str) -> type[Metric]:
 
 def create_metric(name: str, **options) -> Metric:
     return get_metric(name)(**options)
+
+
+def register_metric(cls: type[Metric], *, replace: bool = False) -> type[Metric]:
+    """Register metric class ``cls`` under ``cls.spec.name`` in this process (a notebook): it then works
+    wherever a built-in does (``create_metric``, ``bench.harness.run(metrics=...)``, ``list_metrics``).
+    Returns ``cls``.  A taken name is a one-line :class:`~datagen.errors.UserError` unless ``replace=True``."""
+    return _REGISTRY.register(cls, replace=replace)

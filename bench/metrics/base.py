@@ -33,6 +33,7 @@ class MetricSpec:
     conventions: dict[str, Any] = field(default_factory=dict)   # pinned conventions, stored in run.json
     description: str = ""
     weights: tuple[str, ...] = ()   # weight names (bench.weights) the metric needs
+    plot: str = "bar"               # how the report draws it: "bar" (a bar per method and dataset) or "none"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from datagen import psf
 from .base import Metric, MetricResult, MetricSpec, PredInfo, mean_result
 
 _CONVERTIBLE = ("sigma_px", "radius_px")
+#: Levels of the 20-class accuracy (gauss20: 0 = sharp, k = sigma k px).
+LEVELS = 20
 
 
 def patch_sigma(pred: np.ndarray, units: str) -> float:
@@ -50,14 +52,21 @@ class MAESigma(_PatchMetric):
 class LevelAccuracy(_PatchMetric):
     spec = MetricSpec(
         name="level_accuracy", task="patch_blur", needs=("sigma_map",), accepts=("blur_map",), higher_is_better=True,
-        unit="fraction", version="1", threshold=0.01,
+        unit="fraction", version="2", threshold=0.01,
         conventions={"level": "round(median predicted sigma), clipped to the corpus range",
-                     "classes": "gauss20: 0 = sharp, k = sigma k px"},
+                     "classes": "gauss20: 0 = sharp, k = sigma k px",
+                     "confusion": "extras: counts, rows = true level, columns = predicted level (0..19)"},
         description="fraction of patches whose rounded sigma equals the true level (the 20-class accuracy)")
 
     def per_sample(self, pred, sample, info):
-        true = float(sample.targets["sigma_map"].flat[0])
-        return {"value": float(np.clip(np.rint(patch_sigma(pred, info.units)), 0, 19) == round(true))}
+        true = int(np.clip(round(float(sample.targets["sigma_map"].flat[0])), 0, LEVELS - 1))
+        level = int(np.clip(np.rint(patch_sigma(pred, info.units)), 0, LEVELS - 1))
+        return {"value": float(level == true), "true": true, "pred": level}
 
     def reduce(self, states) -> MetricResult:
-        return mean_result(states)
+        result = mean_result(states)
+        confusion = np.zeros((LEVELS, LEVELS), dtype=np.int64)
+        for s in states.values():
+            confusion[int(s["true"]), int(s["pred"])] += 1
+        result.extras["confusion"] = confusion.tolist()
+        return result

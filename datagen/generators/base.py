@@ -56,12 +56,15 @@ class Field:
     ``chunk``: the HDF5 chunk of one sample in a compressed corpus (a shape of the same rank as
     ``shape``, e.g. one map of a stack: ``(1, H, W)`` for ``shape = (39, H, W)``), so that a reader
     decompresses only what it reads; ``None``: whole samples, grouped to ~64k elements per chunk.
+    ``units``: what one unit of a stored value is (``"px"``, ``"px / 4"``, ``"degrees"``, ``"0..255"``;
+    empty for labels and counts); the corpus stores it, with ``doc``, as attributes of the dataset.
     """
 
     dtype: str
     shape: tuple[int, ...]
     doc: str
     chunk: tuple[int, ...] | None = None
+    units: str = ""
 
 
 @dataclass(frozen=True)

@@ -208,12 +208,16 @@ class DepthEdges(Generator):
     def fields(self) -> dict[str, Field]:
         p = self.params.patch_size
         return {
-            "image": Field("uint8", (p, p, 3), "RGB patch centred on an edge pixel, rotated by `rotation`, 0..255"),
+            "image": Field("uint8", (p, p, 3), "RGB patch centred on an edge pixel, rotated by `rotation`, 0..255",
+                           units="0..255"),
             "label": Field("int16", (), "0 = pattern edge, 1 = depth edge"),
             "mode": Field("int8", (), "how the image was blurred: 0 uniform, 1 ramp, 2 step (pattern), 3 composite (depth)"),
-            "radius": Field("float32", (2,), "depth: (object, background) disk radii; pattern: the radius at the pixel twice; px"),
-            "rotation": Field("float32", (), "rotation of the patch about its centre, degrees counter-clockwise"),
-            "position": Field("int32", (2,), "(row, col) of the centre edge pixel in the object image, px"),
+            "radius": Field("float32", (2,), "depth: (object, background) disk radii; pattern: the radius at the pixel twice; px",
+                            units="px"),
+            "rotation": Field("float32", (), "rotation of the patch about its centre, degrees counter-clockwise",
+                              units="degrees"),
+            "position": Field("int32", (2,), "(row, col) of the centre edge pixel in the object image, px",
+                              units="px"),
         }
 
     def classes(self) -> list[dict]:

@@ -73,10 +73,12 @@ class Disk23Edges(Generator):
     def fields(self) -> dict[str, Field]:
         p = self.params.patch_size
         return {
-            "image": Field("uint8", (p, p, 3), "RGB patch of the blurred image centred on an edge pixel, 0..255"),
+            "image": Field("uint8", (p, p, 3), "RGB patch of the blurred image centred on an edge pixel, 0..255",
+                           units="0..255"),
             "label": Field("int16", (), "class k: blurred with the disk of radius radii[k]"),
-            "radius": Field("float32", (), "disk radius of the blur, px"),
-            "position": Field("int32", (2,), "(row, col) of the centre edge pixel in the source image, px"),
+            "radius": Field("float32", (), "disk radius of the blur, px", units="px"),
+            "position": Field("int32", (2,), "(row, col) of the centre edge pixel in the source image, px",
+                              units="px"),
         }
 
     def classes(self) -> list[dict]:

@@ -245,11 +245,13 @@ class Gauss20(Generator):
     def fields(self) -> dict[str, Field]:
         p = self.params.patch_size
         return {
-            "image": Field("uint8", (p, p), "gray patch, BT.601 luma, 0..255"),
+            "image": Field("uint8", (p, p), "gray patch, BT.601 luma, 0..255", units="0..255"),
             "label": Field("int16", (), "class: 0 = sharp, k = blurred with sigmas[k-1]"),
-            "sigma": Field("float32", (), "Gaussian sigma in pixels (0 for class 0)"),
-            "position": Field("int32", (2,), "top-left (row, col) of the patch in its source image, pixels"),
-            "sharpness": Field("float32", (), "variance of Laplacian of the sharp base tile (0..255 scale)"),
+            "sigma": Field("float32", (), "Gaussian sigma in pixels (0 for class 0)", units="px"),
+            "position": Field("int32", (2,), "top-left (row, col) of the patch in its source image, pixels",
+                              units="px"),
+            "sharpness": Field("float32", (), "variance of Laplacian of the sharp base tile (0..255 scale)",
+                               units="(0..255)^2"),
         }
 
     def classes(self) -> list[dict]:

@@ -136,18 +136,19 @@ class SVPSF39(Generator):
         p, m = self.params, self.maps_per_image
         h, w = p.height, p.width
         out = {
-            "sharp": Field("uint8", (h, w, 3), "the fitted sharp source image, RGB 0..255"),
-            "blurred": Field("uint8", (m, h, w, 3), "the image under each map (gather model), RGB 0..255",
+            "sharp": Field("uint8", (h, w, 3), "the fitted sharp source image, RGB 0..255", units="0..255"),
+            "blurred": Field("uint8", (m, h, w, 3), "the image under each map (gather model), RGB 0..255", units="0..255",
                              chunk=(1, h, w, 3)),
-            "gt": Field("uint8", (m, h, w), "ground-truth disk radius per pixel, quarter px (0 = sharp)",
+            "gt": Field("uint8", (m, h, w), "ground-truth disk radius per pixel, quarter px (0 = sharp)", units="px / 4",
                         chunk=(1, h, w)),
         }
         docs = {"dt": "GT at the blurred image's Canny edges, domain-transform propagated, re-quantised; quarter px",
                 "matting": "GT at the blurred image's Canny edges, matting-Laplacian propagated, re-quantised; quarter px"}
         for name in p.estimated:
-            out[name] = Field("uint8", (m, h, w), docs[name], chunk=(1, h, w))
+            out[name] = Field("uint8", (m, h, w), docs[name], chunk=(1, h, w), units="px / 4")
         out["family"] = Field("int16", (m,), "map family 1..13 (datagen.blur_maps.FAMILIES)")
-        out["edge_pixels"] = Field("int32", (m,), "Canny edge pixels of the blurred image (the sparse samples)")
+        out["edge_pixels"] = Field("int32", (m,), "Canny edge pixels of the blurred image (the sparse samples)",
+                                    units="pixels")
         return out
 
     def make(self, item: SourceItem, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 
-from .report import _e, _figure, _plot_context, _svg, _table
+from .env import render
+from .plots import confusion_plot, figure, plot_context, svg
 
 
 def _cards(methods_meta: dict) -> list[tuple[dict, dict, list[str]]]:
@@ -59,14 +61,21 @@ def _within_one(confusion: Any) -> str:
     return f", within one level {_pct(m[np.abs(i - j) <= 1].sum() / m.sum())}"
 
 
-def _facts(card: dict, rec: dict, methods: list[str]) -> str:
+def _scores(entry: dict) -> str:
+    """A card's scores in words: accuracy (classifiers) or SSIM / PSNR (restoration)."""
+    if "ssim" in entry:
+        return f"SSIM {entry['ssim']:.4f} · PSNR {entry.get('psnr', float('nan')):.2f} dB"
+    return f"accuracy {_pct(entry.get('acc'))}"
+
+
+def _facts(card: dict, rec: dict, methods: list[str]) -> list[tuple[str, str]]:
     corpus = card.get("corpus") or {}
     test = card.get("test") or {}
     test_corpus = test.get("corpus") or corpus
     hw = card.get("hardware") or {}
     secs = card.get("wall_seconds")
     counts = corpus.get("counts") or {}
-    rows = [
+    return [
         ("used by", ", ".join(methods)),
         ("weights", f"{rec.get('name')} ({rec.get('origin')}) sha256 {str(rec.get('sha256'))[:16]}…"),
         ("architecture", json.dumps(card.get("architecture"), sort_keys=True)),
@@ -91,43 +100,32 @@ def _facts(card: dict, rec: dict, methods: list[str]) -> str:
         ("git", f"{_get(card, 'git', 'sha') or '?'}" + (" (uncommitted changes)" if _get(card, "git", "dirty") else "")),
         ("versions", ", ".join(f"{k} {v}" for k, v in (card.get("versions") or {}).items())),
     ]
-    body = [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows]
-    return _table([], body, cls="card")
 
 
-def _scores(entry: dict) -> str:
-    """A card's scores in words: accuracy (classifiers) or SSIM / PSNR (restoration)."""
-    if "ssim" in entry:
-        return f"SSIM {entry['ssim']:.4f} · PSNR {entry.get('psnr', float('nan')):.2f} dB"
-    return f"accuracy {_pct(entry.get('acc'))}"
-
-
-def _curve(card: dict, prefix: str) -> str | None:
+def _curve(card: dict, prefix: str) -> Markup | None:
     hist = [h for h in card.get("history") or [] if isinstance(h, dict) and "epoch" in h]
     if not hist:
         return None
     epochs = [h["epoch"] for h in hist]
-    with _plot_context():
-        fig, ax = _figure(6.0, 3.6)
-        ax2 = ax.twinx()
-        for key, style in (("train_loss", "-"), ("val_loss", "--")):
-            ax.plot(epochs, [h.get(key, np.nan) for h in hist], style, color="tab:red", label=key.replace("_", " "))
-        metric = card.get("metric", "acc")
-        for key, style in ((f"train_{metric}", "-"), (f"val_{metric}", "--")):
-            ax2.plot(epochs, [h.get(key, np.nan) for h in hist], style, color="tab:blue",
-                     label=key.replace("_", " "))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("cross-entropy loss" if metric == "acc" else "loss (1 - SSIM)", color="tab:red")
-        ax2.set_ylabel("accuracy" if metric == "acc" else metric.upper(), color="tab:blue")
-        ax2.set_ylim(0, 1)
-        ax2.grid(False)
-        lines = ax.get_lines() + ax2.get_lines()
-        ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=8)
-        ax.set_title("training curve")
-        return _svg(fig, prefix + "-curve")
+    fig, ax = figure(6.0, 3.6)
+    ax2 = ax.twinx()
+    for key, style in (("train_loss", "-"), ("val_loss", "--")):
+        ax.plot(epochs, [h.get(key, np.nan) for h in hist], style, color="tab:red", label=key.replace("_", " "))
+    metric = card.get("metric", "acc")
+    for key, style in ((f"train_{metric}", "-"), (f"val_{metric}", "--")):
+        ax2.plot(epochs, [h.get(key, np.nan) for h in hist], style, color="tab:blue", label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy loss" if metric == "acc" else "loss (1 - SSIM)", color="tab:red")
+    ax2.set_ylabel("accuracy" if metric == "acc" else metric.upper(), color="tab:blue")
+    ax2.set_ylim(0, 1)
+    ax2.grid(False)
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=8)
+    ax.set_title("training curve")
+    return svg(fig, prefix + "-curve")
 
 
-def _confusion(card: dict, prefix: str) -> str | None:
+def _confusion(card: dict, prefix: str) -> Markup | None:
     """The test confusion matrix, or the validation one when the card has no test split."""
     split = "test" if _get(card, "test", "confusion") else "val"
     conf = _get(card, split, "confusion")
@@ -136,44 +134,23 @@ def _confusion(card: dict, prefix: str) -> str | None:
     m = np.asarray(conf, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         return None
-    rows = m.sum(axis=1, keepdims=True)
-    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
-    with _plot_context():
-        fig, ax = _figure(5.4, 4.8)
-        im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1)
-        ax.grid(False)
-        ax.set_xlabel("predicted level")
-        ax.set_ylabel("true level")
-        ticks = range(0, m.shape[0], max(1, m.shape[0] // 10))
-        ax.set_xticks(list(ticks))
-        ax.set_yticks(list(ticks))
-        fig.colorbar(im, ax=ax, label="share of the true level's samples")
-        acc = np.trace(m) / max(m.sum(), 1)
-        ax.set_title(f"{split} confusion (accuracy {acc:.3f}, n {int(m.sum()):,})")
-        return _svg(fig, prefix + "-confusion")
+    acc = np.trace(m) / max(m.sum(), 1)
+    return confusion_plot(m, title=f"{split} confusion (accuracy {acc:.3f}, n {int(m.sum()):,})", prefix=prefix)
 
 
-def cards_section(methods_meta: dict) -> str:
-    """The "Learned methods" HTML section (a note when no method of the run has a model card)."""
-    parts = ['<section id="model-cards"><h2>Learned methods: model cards</h2>']
-    cards = _cards(methods_meta)
-    if not cards:
-        parts.append('<p class="note">No method of this run used weights with a model card.</p></section>')
-        return "".join(parts)
-    for i, (card, rec, methods) in enumerate(cards):
-        parts.append(f"<h3>{_e(rec.get('name'))}</h3>")
-        # a staged method ships one file merged from several runs: one card per run (``parts``)
-        stages = card.get("parts") if isinstance(card.get("parts"), dict) else {"": card}
-        for j, (stage, sub) in enumerate(stages.items()):
-            if not isinstance(sub, dict):
-                continue
-            prefix = f"card{i}-{j}"
-            if stage:
-                parts.append(f"<h4>{_e(rec.get('name'))} · {_e(stage)} ({_e(sub.get('method'))})</h4>")
-            parts.append(_facts(sub, rec, methods))
-            plots = [p for p in (_curve(sub, prefix), _confusion(sub, prefix)) if p]
-            if plots:
-                parts.append('<div class="plots">' + "".join(f'<figure class="plot">{p}</figure>' for p in plots)
-                             + "</div>")
-    parts.append("</section>")
-    return "".join(parts)
+def cards_section(methods_meta: dict) -> Markup:
+    """The "Learned methods" section (a note when no method of the run has a model card)."""
+    cards = []
+    with plot_context():
+        for i, (card, rec, methods) in enumerate(_cards(methods_meta)):
+            # a staged method ships one file merged from several runs: one card per run (``parts``)
+            stages = card.get("parts") if isinstance(card.get("parts"), dict) else {"": card}
+            parts = []
+            for j, (stage, sub) in enumerate(stages.items()):
+                if isinstance(sub, dict):
+                    prefix = f"card{i}-{j}"
+                    plots = [p for p in (_curve(sub, prefix), _confusion(sub, prefix)) if p]
+                    parts.append({"stage": stage, "method": sub.get("method"), "facts": _facts(sub, rec, methods),
+                                  "plots": plots})
+            cards.append({"name": rec.get("name"), "parts": parts})
+    return render("sections/cards.html.j2", cards=cards)
