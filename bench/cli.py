@@ -185,15 +185,15 @@ def cmd_predict(args) -> int:
     out = writable_dir(args.out, hint="choose another --out")
     images = [(p, read_rgb(p)) for p in args.images]  # decode all first: bad input fails before any output
     maps = _input_maps(args, cls, images)
-    # previews in a subfolder: --out holds only the maps, and `bench score --maps` reads it as it is
-    shown = writable_dir(out / previews.PREDICT_FOLDER, hint="choose another --out")
     written = []
     for i, (path, image) in enumerate(images):
         pred = np.asarray(method.predict(image) if maps is None else method.predict_with_map(image, maps[i]),
                           dtype=np.float32)
-        if i == 0:   # after the first success, so that an error stays the only line on stderr
+        if i == 0:   # after the first success, so that an error stays the only line on stderr and --out stays empty
             for r in resolved.values():
                 print(f"{args.method}: weights {r.name} ({r.origin}) {r.path} sha256 {r.sha256[:12]}", file=sys.stderr)
+            # previews in a subfolder: --out holds only the maps, and `bench score --maps` reads it as it is
+            shown = writable_dir(out / previews.PREDICT_FOLDER, hint="choose another --out")
         stem = Path(path).stem
         buf = io.BytesIO()
         np.save(buf, pred)

