@@ -292,9 +292,11 @@ _SVBR = Recipe(method="", version="1", generator="svpsf39", fields=("blurred", "
 
 SVBR2022_GT = dataclasses.replace(_SVBR, method="svbr2022_gt", profiles={
     "smoke": {**_SVBR_SMOKE, "maps": "gt", "lr_epoch_offset": 0},
-    # ~20 min on 2 cores (stage 1 of 2; see svbr2022): 6 x 4,000 random 64 x 64 crops of the GT-map
-    # samples (3,000 Adam steps: on a CPU, more small steps learn faster than fewer 128-px ones, measured:
-    # val SSIM 0.54 after 250 steps of 128-px crops), lr / 10 for the last epoch; val on 24 whole images
+    # ~10 min on 2 idle cores (stage 1 of 2; see svbr2022): 6 epochs, each one random 64 x 64 crop of
+    # every (photo, GT map) pair of the train split, at most 4,000 an epoch (coco_imagenet_svpsf39_small
+    # --limit 120: 98 x 13 = 1,274 pairs, ~160 Adam steps an epoch; on a CPU, more small steps learn faster
+    # than fewer 128-px ones, measured: val SSIM 0.54 after 250 steps of 128-px crops), lr / 10 for the
+    # last epoch; val on 24 whole images
     "cpu": {"epochs": 6, "batch_size": 8, "train_samples": 4_000, "val_samples": 24, "crop": 64, "maps": "gt",
             **_SVBR_ADAM, "lr_step_epochs": 5, "lr_epoch_offset": 0},
     # the paper: 32 epochs on the GT maps, whole 360 x 340 images, batch 8 (--set epochs=64: "SVBR-Net GTB")
@@ -305,9 +307,10 @@ SVBR2022_GT = dataclasses.replace(_SVBR, method="svbr2022_gt", profiles={
 SVBR2022 = dataclasses.replace(_SVBR, method="svbr2022", init=(
     "the weights of a svbr2022_gt run (model.pt): the whole network continues from them", _continue_from), profiles={
     "smoke": {**_SVBR_SMOKE, "maps": "dt,matting", "lr_epoch_offset": 0},
-    # ~15 min on 2 cores (stage 2): 8 x 4,000 64-px crops with the propagated maps (half DT, half matting).
-    # lr 1e-3, / 10 for the last two epochs -- not the paper's 1e-4 of its second half: after stage 1's
-    # 3,000 steps (~2 % of the paper's) the network is far from converged (val SSIM still rising 0.01 per
+    # ~16 min on 2 idle cores (stage 2): 8 epochs of 64-px crops of every (photo, propagated map) pair, its
+    # DT and its matting map (2 x 1,274 with --limit 120, ~320 Adam steps an epoch).  lr 1e-3, / 10 for the
+    # last two epochs -- not the paper's 1e-4 of its second half: after stage 1's ~1,000 steps (~1 % of the
+    # paper's, on 1/30 of its pixels) the network is far from converged (val SSIM still rising 0.01 per
     # epoch), and 1e-4 would mostly freeze it
     "cpu": {"epochs": 8, "batch_size": 8, "train_samples": 4_000, "val_samples": 24, "crop": 64,
             "maps": "dt,matting", **_SVBR_ADAM, "lr_step_epochs": 6, "lr_epoch_offset": 0},
