@@ -32,6 +32,7 @@ from .errors import UserError, unknown_name
 
 #: What a registered name may be: a letter, then letters, digits, ``_`` or ``-``; at most 64 characters.
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_NAME_RULE = "use a letter, then letters, digits, _ or -, at most 64 characters"
 
 #: Objects registered in this process (:meth:`Registry.register`): entry-point group -> name -> object.
 #: The one store of in-process registrations, copied into Dask workers by :func:`share_registrations`.
@@ -75,9 +76,10 @@ class Registry:
         table.update(_REGISTERED.get(self.group, {}))
         for name, target in table.items():
             if not NAME_PATTERN.fullmatch(name):
-                origin = f"{self.env_var} or a {self.group} entry point" if self.env_var else f"a {self.group} entry point"
+                origin = f"{self.env_var} or a {self.group} entry point" if self.env_var else \
+                    f"a {self.group} entry point"
                 raise UserError(f"{self.kind} name {name!r} (-> {_where(target)}, from {origin}) is invalid: "
-                                "use a letter, then letters, digits, _ or -, at most 64 characters")
+                                f"{_NAME_RULE}")
         return table
 
     def names(self, pattern: str | None = None) -> list[str]:
@@ -122,7 +124,7 @@ class Registry:
             raise UserError(f"register_{self.kind}: {_where(obj)} has no {self.name_attr}") from None
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
             raise UserError(f"register_{self.kind}: {self.kind} name {name!r} of {_where(obj)} is invalid: "
-                            "use a letter, then letters, digits, _ or -, at most 64 characters")
+                            f"{_NAME_RULE}")
         table = self.table()
         if name in table and not replace and table[name] is not obj:
             raise UserError(f"{self.kind} {name!r} is already registered (-> {_where(table[name])}); "
